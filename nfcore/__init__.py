@@ -1,0 +1,17 @@
+"""nfcore — a small, tested normalizing-flow library in plain JAX (the code behind the course)."""
+from .bijection import Bijection, bijection, static
+from .chain import Chain, Invert, Stack
+from .distributions import Normal, Transformed, Uniform
+from .elementwise import Affine, Exp, LeakyReLU, Logit, Scale, Shift, Sigmoid, Softplus, Tanh
+from .linear import Linear
+from .lowrank import LowRankAffine
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Bijection", "bijection", "static",
+    "Chain", "Invert", "Stack",
+    "Normal", "Uniform", "Transformed",
+    "Shift", "Scale", "Affine", "Exp", "Softplus", "Sigmoid", "Logit", "Tanh", "LeakyReLU",
+    "Linear", "LowRankAffine",
+]

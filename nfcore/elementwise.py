@@ -1,0 +1,211 @@
+"""Elementwise bijections: ``y_i = g(x_i)``, so the Jacobian is diagonal and
+``log|det J| = sum_i log|g'(x_i)|`` costs O(D).
+
+Each class documents Forward / Inverse / log-det. Parameters are unconstrained
+(positivity via ``exp``) and the ``identity(dim)`` constructor gives the identity map.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax.nn import softplus
+
+from .bijection import Bijection, bijection, check_sample
+
+__all__ = ["Shift", "Scale", "Affine", "Exp", "Softplus", "Sigmoid", "Logit", "Tanh", "LeakyReLU"]
+
+
+def _sum(a):
+    return jnp.sum(a, axis=-1)
+
+
+@bijection
+class Shift(Bijection):
+    """``y = x + shift``.  Forward/inverse log-det: 0 (volume preserving).
+
+    ``shift``: (D,).
+    """
+
+    shift: jnp.ndarray
+
+    @classmethod
+    def identity(cls, dim: int) -> "Shift":
+        return cls(jnp.zeros(dim))
+
+    def forward_and_log_det(self, x):
+        check_sample(x, self.shift.shape[-1], "Shift")
+        return x + self.shift, jnp.zeros(())
+
+    def inverse_and_log_det(self, y):
+        check_sample(y, self.shift.shape[-1], "Shift")
+        return y - self.shift, jnp.zeros(())
+
+
+@bijection
+class Scale(Bijection):
+    """``y = scale * x`` with any non-zero ``scale`` (negative values flip the axis).
+
+    log-det: ``sum log|scale|``; inverse ``x = y / scale`` with log-det ``-sum log|scale|``.
+    ``scale``: (D,). A zero entry is not invertible; use :class:`Affine` (``exp``-parametrised)
+    when the scale is learned.
+    """
+
+    scale: jnp.ndarray
+
+    @classmethod
+    def identity(cls, dim: int) -> "Scale":
+        return cls(jnp.ones(dim))
+
+    def forward_and_log_det(self, x):
+        check_sample(x, self.scale.shape[-1], "Scale")
+        return self.scale * x, _sum(jnp.log(jnp.abs(self.scale)))
+
+    def inverse_and_log_det(self, y):
+        check_sample(y, self.scale.shape[-1], "Scale")
+        return y / self.scale, -_sum(jnp.log(jnp.abs(self.scale)))
+
+
+@bijection
+class Affine(Bijection):
+    """``y = exp(log_scale) * x + shift`` — a learnable, always-invertible affine map.
+
+    log-det: ``sum log_scale``; inverse ``x = (y - shift) * exp(-log_scale)``.
+    ``shift``, ``log_scale``: (D,), unconstrained.
+    """
+
+    shift: jnp.ndarray
+    log_scale: jnp.ndarray
+
+    @classmethod
+    def identity(cls, dim: int) -> "Affine":
+        return cls(jnp.zeros(dim), jnp.zeros(dim))
+
+    def forward_and_log_det(self, x):
+        check_sample(x, self.shift.shape[-1], "Affine")
+        return x * jnp.exp(self.log_scale) + self.shift, _sum(self.log_scale)
+
+    def inverse_and_log_det(self, y):
+        check_sample(y, self.shift.shape[-1], "Affine")
+        return (y - self.shift) * jnp.exp(-self.log_scale), -_sum(self.log_scale)
+
+
+@bijection
+class Exp(Bijection):
+    """``y = exp(x)``: R -> (0, inf).  log-det ``sum x``; inverse ``x = log y``, log-det ``-sum log y``.
+
+    ``Transformed(Normal, Exp())`` is the LogNormal distribution.
+    """
+
+    def forward_and_log_det(self, x):
+        check_sample(x, None, "Exp")
+        return jnp.exp(x), _sum(x)
+
+    def inverse_and_log_det(self, y):
+        check_sample(y, None, "Exp")
+        x = jnp.log(y)
+        return x, -_sum(x)
+
+
+@bijection
+class Softplus(Bijection):
+    """``y = log(1 + e^x)``: R -> (0, inf).
+
+    log-det ``sum log sigmoid(x) = -sum softplus(-x)``; inverse ``x = y + log(-expm1(-y))``.
+    """
+
+    def forward_and_log_det(self, x):
+        check_sample(x, None, "Softplus")
+        return softplus(x), -_sum(softplus(-x))
+
+    def inverse_and_log_det(self, y):
+        check_sample(y, None, "Softplus")
+        x = y + jnp.log(-jnp.expm1(-y))
+        return x, _sum(softplus(-x))
+
+
+def _sigmoid_log_det(x):
+    # log sigma'(x) = log sigma(x) + log sigma(-x) = -softplus(-x) - softplus(x)
+    return -_sum(softplus(-x) + softplus(x))
+
+
+@bijection
+class Sigmoid(Bijection):
+    """``y = 1 / (1 + e^-x)``: R -> (0, 1).
+
+    log-det ``-sum [softplus(x) + softplus(-x)]``; inverse ``x = log y - log(1 - y)``.
+    In float32 ``y`` rounds to 1 for ``x`` above ~17, so the inverse is exact only inside that range.
+    """
+
+    def forward_and_log_det(self, x):
+        check_sample(x, None, "Sigmoid")
+        return 1.0 / (1.0 + jnp.exp(-x)), _sigmoid_log_det(x)
+
+    def inverse_and_log_det(self, y):
+        check_sample(y, None, "Sigmoid")
+        x = jnp.log(y) - jnp.log1p(-y)
+        return x, -_sigmoid_log_det(x)
+
+
+@bijection
+class Logit(Bijection):
+    """``y = log x - log(1 - x)``: (0, 1) -> R, the inverse of :class:`Sigmoid`.
+
+    log-det ``sum [softplus(y) + softplus(-y)]`` evaluated at the output ``y``.
+    """
+
+    def forward_and_log_det(self, x):
+        return Sigmoid().inverse_and_log_det(x)
+
+    def inverse_and_log_det(self, y):
+        return Sigmoid().forward_and_log_det(y)
+
+
+@bijection
+class Tanh(Bijection):
+    """``y = tanh x``: R -> (-1, 1).
+
+    log-det ``sum log(1 - tanh^2 x) = sum 2 (log 2 - x - softplus(-2x))`` (stable for large |x|);
+    inverse ``x = atanh y``. Saturates: in float32 ``tanh x`` rounds to ±1 for |x| above ~9.
+    """
+
+    def forward_and_log_det(self, x):
+        check_sample(x, None, "Tanh")
+        return jnp.tanh(x), _sum(2.0 * (jnp.log(2.0) - x - softplus(-2.0 * x)))
+
+    def inverse_and_log_det(self, y):
+        check_sample(y, None, "Tanh")
+        x = jnp.arctanh(y)
+        return x, -_sum(2.0 * (jnp.log(2.0) - x - softplus(-2.0 * x)))
+
+
+@bijection
+class LeakyReLU(Bijection):
+    """PReLU: ``y = x`` for ``x >= 0`` and ``y = alpha * x`` for ``x < 0``, per dimension.
+
+    ``alpha = exp(log_slope)`` > 0 is learnable (``log_slope``: (D,); 0 is the identity).
+    log-det ``sum_{i: x_i < 0} log alpha_i``; inverse divides the negative part by ``alpha``.
+    """
+
+    log_slope: jnp.ndarray
+
+    @classmethod
+    def identity(cls, dim: int) -> "LeakyReLU":
+        return cls(jnp.zeros(dim))
+
+    @classmethod
+    def with_slope(cls, slope, dim: int) -> "LeakyReLU":
+        """A PReLU whose every dimension starts with the same slope ``slope`` > 0."""
+        if not slope > 0:
+            raise ValueError(f"LeakyReLU slope must be > 0 to be invertible, got {slope}.")
+        return cls(jnp.full((dim,), jnp.log(slope)))
+
+    def forward_and_log_det(self, x):
+        check_sample(x, self.log_slope.shape[-1], "LeakyReLU")
+        neg = x < 0
+        y = jnp.where(neg, x * jnp.exp(self.log_slope), x)
+        return y, _sum(jnp.where(neg, self.log_slope, 0.0))
+
+    def inverse_and_log_det(self, y):
+        check_sample(y, self.log_slope.shape[-1], "LeakyReLU")
+        neg = y < 0
+        x = jnp.where(neg, y * jnp.exp(-self.log_slope), y)
+        return x, -_sum(jnp.where(neg, self.log_slope, 0.0))
