@@ -4,7 +4,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .bijection import Bijection, bijection, static
+from .bijection import Bijection, bijection
 
 __all__ = ["Chain", "Invert", "Stack"]
 
@@ -23,14 +23,14 @@ class Chain(Bijection):
         object.__setattr__(self, "bijections", tuple(bijections))
 
     def forward_and_log_det(self, x):
-        total = jnp.zeros(())
+        total = jnp.zeros((), x.dtype)
         for b in self.bijections:
             x, ld = b.forward_and_log_det(x)
             total = total + ld
         return x, total
 
     def inverse_and_log_det(self, y):
-        total = jnp.zeros(())
+        total = jnp.zeros((), y.dtype)
         for b in reversed(self.bijections):
             y, ld = b.inverse_and_log_det(y)
             total = total + ld
@@ -77,13 +77,18 @@ class Stack(Bijection):
         """Layer ``i`` as an ordinary bijection."""
         return jax.tree_util.tree_map(lambda a: a[i], self.layers)
 
+    def _dtype(self, x):
+        # the scan carry must keep one dtype: that of the sample promoted with the parameters
+        return jnp.result_type(x, *jax.tree_util.tree_leaves(self.layers))
+
     def forward_and_log_det(self, x):
         def step(carry, layer):
             x, total = carry
             x, ld = layer.forward_and_log_det(x)
             return (x, total + ld), None
 
-        (x, total), _ = jax.lax.scan(step, (x, jnp.zeros(())), self.layers)
+        x = x.astype(self._dtype(x))
+        (x, total), _ = jax.lax.scan(step, (x, jnp.zeros((), x.dtype)), self.layers)
         return x, total
 
     def inverse_and_log_det(self, y):
@@ -92,5 +97,6 @@ class Stack(Bijection):
             y, ld = layer.inverse_and_log_det(y)
             return (y, total + ld), None
 
-        (y, total), _ = jax.lax.scan(step, (y, jnp.zeros(())), self.layers, reverse=True)
+        y = y.astype(self._dtype(y))
+        (y, total), _ = jax.lax.scan(step, (y, jnp.zeros((), y.dtype)), self.layers, reverse=True)
         return y, total

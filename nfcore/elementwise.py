@@ -33,11 +33,11 @@ class Shift(Bijection):
 
     def forward_and_log_det(self, x):
         check_sample(x, self.shift.shape[-1], "Shift")
-        return x + self.shift, jnp.zeros(())
+        return x + self.shift, jnp.zeros((), x.dtype)
 
     def inverse_and_log_det(self, y):
         check_sample(y, self.shift.shape[-1], "Shift")
-        return y - self.shift, jnp.zeros(())
+        return y - self.shift, jnp.zeros((), y.dtype)
 
 
 @bijection

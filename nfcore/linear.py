@@ -45,7 +45,7 @@ class Linear(Bijection):
 
     def _factors(self):
         d = self.dim
-        L = jnp.tril(self.lower, -1) + jnp.eye(d)
+        L = jnp.tril(self.lower, -1) + jnp.eye(d, dtype=self.log_diag.dtype)
         U = jnp.triu(self.upper, 1) + jnp.diag(jnp.exp(self.log_diag))
         return L, U
 

@@ -61,7 +61,7 @@ class LowRankAffine(Bijection):
     def _capacitance(self, L):
         LinvV = solve_triangular(L, self.V, lower=True)  # (D, r)
         r = self.d.shape[-1]
-        return LinvV, jnp.eye(r) + self.d[:, None] * (self.V.T @ LinvV)  # (r, r)
+        return LinvV, jnp.eye(r, dtype=self.d.dtype) + self.d[:, None] * (self.V.T @ LinvV)  # (r, r)
 
     def forward_and_log_det(self, x):
         check_sample(x, self.dim, "LowRankAffine")

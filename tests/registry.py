@@ -1,0 +1,107 @@
+"""The single list of every bijection in nfcore, each with random non-identity parameters.
+
+Each entry says where its forward input lives (``x_bound``: samples in ``[-x_bound, x_bound]``,
+or the open unit interval for ``unit``), and which extreme points the forward / inverse must
+survive. ``tests/test_bijections.py`` runs every check on every entry, and a meta-test fails
+when nfcore gains a bijection class that is missing here.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import nfcore as nf
+
+D = 3
+
+
+def _rand(key, shape, scale=0.5):
+    return scale * jax.random.normal(key, shape)
+
+
+@dataclasses.dataclass
+class Entry:
+    name: str
+    make: Callable  # key -> bijection (float64 parameters)
+    x_bound: float = 50.0  # forward-domain samples in [-x_bound, x_bound] (round trip, 1e5 points)
+    unit: bool = False  # forward domain is (0, 1)^D instead
+    positive: bool = False  # forward domain is (0, inf)^D
+    x_extremes: tuple = (-50.0, 50.0)  # forward inputs that must give finite values and gradients
+    y_extremes: tuple = (-50.0, 50.0)  # inverse inputs that must give finite values and gradients
+    rtol32: float = 1e-5  # round-trip tolerance in float32 (relative to 1 + |x|)
+
+    def sample_x(self, key, n, bound=None):
+        if self.unit:
+            return jax.random.uniform(key, (n, D), minval=1e-3, maxval=1 - 1e-3)
+        b = self.x_bound if bound is None else min(bound, self.x_bound)
+        if self.positive:
+            return jax.random.uniform(key, (n, D), minval=1e-3, maxval=b)
+        return jax.random.uniform(key, (n, D), minval=-b, maxval=b)
+
+
+def _linear(key):
+    k1, k2, k3, k4, k5 = jax.random.split(key, 5)
+    base = nf.Linear.identity(D, k5)
+    return nf.Linear(_rand(k1, (D, D)), _rand(k2, (D, D)), _rand(k3, (D,), 0.3), _rand(k4, (D,)), base.perm)
+
+
+def _lowrank(key):
+    k1, k2, k3, k4, k5 = jax.random.split(key, 5)
+    b = nf.LowRankAffine.init(k1, D, 2)
+    return nf.LowRankAffine(_rand(k2, (D, D), 0.3), _rand(k3, (D,), 0.3), b.V, jnp.abs(_rand(k4, (2,))), _rand(k5, (D,)))
+
+
+def _affine(key):
+    k1, k2 = jax.random.split(key)
+    return nf.Affine(_rand(k1, (D,)), _rand(k2, (D,)))
+
+
+def _prelu(key):
+    return nf.LeakyReLU(_rand(key, (D,)) - 1.0)
+
+
+def _stack(key):
+    keys = jax.random.split(key, 3)
+    return nf.Stack(jax.vmap(_affine)(keys))
+
+
+ENTRIES = [
+    Entry("Shift", lambda k: nf.Shift(_rand(k, (D,)))),
+    Entry("Scale", lambda k: nf.Scale(jnp.array([2.0, -0.5, 1.3]) + _rand(k, (D,), 0.1))),
+    Entry("Affine", _affine),
+    Entry("Exp", lambda k: nf.Exp(), x_bound=50.0, y_extremes=(1e-30, 1e30)),
+    Entry("Softplus", lambda k: nf.Softplus(), y_extremes=(1e-20, 50.0)),
+    # sigmoid(x) rounds to 1 in float32 for x above ~17; 1 - y has ~6e-8 resolution, so the
+    # float32 round trip is only meaningful for moderate |x|.
+    Entry("Sigmoid", lambda k: nf.Sigmoid(), x_bound=6.0, y_extremes=(1e-6, 1 - 1e-6), rtol32=3e-4),
+    Entry("Logit", lambda k: nf.Logit(), unit=True, x_extremes=(1e-6, 1 - 1e-6), rtol32=3e-4),
+    Entry("Tanh", lambda k: nf.Tanh(), x_bound=4.0, y_extremes=(-1 + 1e-6, 1 - 1e-6), rtol32=3e-4),
+    Entry("LeakyReLU", _prelu),
+    Entry("Linear", _linear, rtol32=3e-5),
+    Entry("LowRankAffine", _lowrank, rtol32=3e-5),
+    Entry("Chain", lambda k: nf.Chain([_affine(k), _prelu(jax.random.fold_in(k, 1)), _linear(jax.random.fold_in(k, 2))]), rtol32=3e-5),
+    Entry("Invert", lambda k: nf.Invert(_lowrank(k)), rtol32=3e-5),
+    Entry("Stack", _stack),
+]
+
+
+def all_bijection_classes():
+    """Every concrete Bijection subclass defined anywhere in the nfcore package."""
+    import importlib
+    import pkgutil
+
+    found = set()
+    for mod in pkgutil.iter_modules(nf.__path__):
+        m = importlib.import_module(f"nfcore.{mod.name}")
+        for obj in vars(m).values():
+            if isinstance(obj, type) and issubclass(obj, nf.Bijection) and obj is not nf.Bijection and obj.__module__.startswith("nfcore"):
+                found.add(obj)
+    return found
+
+
+def to32(tree):
+    return jax.tree_util.tree_map(lambda a: a.astype(np.float32) if hasattr(a, "dtype") and a.dtype == np.float64 else a, tree)

@@ -1,0 +1,163 @@
+"""Every bijection in nfcore, against the autodiff Jacobian and its own inverse."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import nfcore as nf
+from registry import D, ENTRIES, all_bijection_classes, to32
+
+IDS = [e.name for e in ENTRIES]
+KEY = jax.random.PRNGKey(0)
+
+
+@pytest.fixture(params=ENTRIES, ids=IDS)
+def entry(request):
+    return request.param
+
+
+def test_every_bijection_is_registered():
+    registered = {type(e.make(KEY)) for e in ENTRIES}
+    missing = sorted(c.__name__ for c in all_bijection_classes() - registered)
+    assert not missing, f"add these bijections to tests/registry.py ENTRIES: {missing}"
+
+
+def test_parameters_are_not_identity(entry):
+    b = entry.make(KEY)
+    x = entry.sample_x(jax.random.PRNGKey(1), 4, bound=3.0)
+    y = jax.vmap(b.forward)(x)
+    if entry.name not in ("Exp", "Softplus", "Sigmoid", "Logit", "Tanh"):
+        assert not np.allclose(y, x), "registry parameters must be random, not the identity"
+
+
+def test_log_det_matches_autodiff_jacobian_float64(entry):
+    b = entry.make(KEY)
+    xs = entry.sample_x(jax.random.PRNGKey(2), 8, bound=3.0)
+    assert xs.dtype == jnp.float64
+    for x in xs:
+        y, ld = b.forward_and_log_det(x)
+        ref = jnp.linalg.slogdet(jax.jacfwd(b.forward)(x))[1]
+        assert abs(float(ld) - float(ref)) <= 1e-10 * max(1.0, abs(float(ref)))
+        x_back, ild = b.inverse_and_log_det(y)
+        ref_inv = jnp.linalg.slogdet(jax.jacfwd(b.inverse)(y))[1]
+        assert abs(float(ild) - float(ref_inv)) <= 1e-10 * max(1.0, abs(float(ref_inv)))
+        assert abs(float(ild) + float(ld)) <= 1e-10 * max(1.0, abs(float(ld)))
+        np.testing.assert_allclose(x_back, x, rtol=1e-10, atol=1e-10)
+
+
+def test_round_trip_float32_1e5_points(entry):
+    b = to32(entry.make(KEY))
+    x = entry.sample_x(jax.random.PRNGKey(3), 100_000).astype(jnp.float32)
+    y, ld = jax.vmap(b.forward_and_log_det)(x)
+    x_back, ild = jax.vmap(b.inverse_and_log_det)(y)
+    assert y.dtype == jnp.float32
+    err = np.max(np.abs(np.asarray(x_back) - np.asarray(x)) / (1.0 + np.abs(np.asarray(x))))
+    assert err <= entry.rtol32, f"round-trip error {err:.2e} > {entry.rtol32:.0e}"
+    np.testing.assert_allclose(ild, -ld, rtol=1e-4, atol=1e-3)
+
+
+def _params_or_x_grad(b, fn, x):
+    leaves = jax.tree_util.tree_leaves(b)
+    if leaves:
+        return jax.grad(lambda bb: fn(bb, x))(b)
+    return jax.grad(lambda xx: fn(b, xx))(x)
+
+
+def test_finite_values_and_gradients_at_extremes(entry):
+    b = to32(entry.make(KEY))
+    for direction, extremes in (("forward", entry.x_extremes), ("inverse", entry.y_extremes)):
+        for v in extremes:
+            x = jnp.full((3,), v, dtype=jnp.float32)
+            method = b.forward_and_log_det if direction == "forward" else b.inverse_and_log_det
+            out, ld = method(x)
+            assert np.all(np.isfinite(out)) and np.isfinite(ld), f"{direction}({v}) not finite: {out}, {ld}"
+
+            def f(bb, xx, direction=direction):
+                o, l = (bb.forward_and_log_det if direction == "forward" else bb.inverse_and_log_det)(xx)
+                return jnp.sum(jnp.tanh(o)) + l
+
+            g = _params_or_x_grad(b, f, x)
+            assert all(np.all(np.isfinite(a)) for a in jax.tree_util.tree_leaves(g)), f"{direction}({v}) gradient not finite"
+
+
+def test_jit_vmap_grad(entry):
+    b = entry.make(KEY)
+    xs = entry.sample_x(jax.random.PRNGKey(4), 5, bound=3.0)
+    y_eager = [b.forward_and_log_det(x) for x in xs]
+    y_jit = [jax.jit(lambda bb, x: bb.forward_and_log_det(x))(b, x) for x in xs]
+    y_vmap, ld_vmap = jax.vmap(b.forward_and_log_det)(xs)
+    for (ye, le), (yj, lj), yv, lv in zip(y_eager, y_jit, y_vmap, ld_vmap):
+        np.testing.assert_allclose(yj, ye, rtol=1e-12)
+        np.testing.assert_allclose(yv, ye, rtol=1e-12)
+        np.testing.assert_allclose(lj, le, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(lv, le, rtol=1e-12, atol=1e-12)
+
+    def loss(bb):
+        z, ld = jax.vmap(bb.inverse_and_log_det)(xs)
+        return jnp.mean(-0.5 * jnp.sum(z**2, -1) + ld)
+
+    grads = jax.jit(jax.grad(loss))(b)
+    leaves = jax.tree_util.tree_leaves(grads)
+    assert all(np.all(np.isfinite(g)) for g in leaves)
+    if leaves:
+        assert any(np.any(g != 0) for g in leaves), "parameters receive no gradient"
+
+
+def test_array_leaves_are_exactly_the_parameters():
+    # masks, permutations and sizes are static: optax must never see them
+    lin = nf.Linear.identity(4, jax.random.PRNGKey(0))
+    assert len(jax.tree_util.tree_leaves(lin)) == 4
+    assert isinstance(lin.perm, tuple)
+    assert jax.tree_util.tree_leaves(nf.Normal(3)) == []
+
+
+@pytest.mark.parametrize("make", [
+    lambda: nf.Affine.identity(3), lambda: nf.LeakyReLU.identity(3), lambda: nf.Linear.identity(3),
+    lambda: nf.LowRankAffine.init(jax.random.PRNGKey(0), 3, 2), lambda: nf.Shift.identity(3), lambda: nf.Scale.identity(3),
+])
+def test_identity_at_initialisation(make):
+    b = make()
+    x = jnp.array([0.3, -1.2, 4.0])
+    y, ld = b.forward_and_log_det(x)
+    np.testing.assert_allclose(y, x, atol=1e-12)
+    assert abs(float(ld)) < 1e-12
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
+def test_wrong_event_shape_raises(entry):
+    b = entry.make(KEY)
+    for bad in (jnp.ones((2, D)), jnp.ones(())):
+        with pytest.raises(ValueError, match=r"shape"):
+            b.forward_and_log_det(bad)
+
+
+def test_wrong_dimension_message_names_expected_and_actual():
+    with pytest.raises(ValueError, match=r"\(3,\).*\(5,\)"):
+        nf.Affine.identity(3).forward(jnp.ones(5))
+
+
+def test_chain_order_is_data_flow_order():
+    shift, scale = nf.Shift(jnp.array([1.0])), nf.Scale(jnp.array([2.0]))
+    x = jnp.array([3.0])
+    assert float(nf.Chain([shift, scale]).forward(x)[0]) == 8.0  # (3 + 1) * 2
+    assert float(nf.Chain([scale, shift]).forward(x)[0]) == 7.0  # 3 * 2 + 1
+
+
+def test_stack_equals_chain_of_its_layers():
+    s = ENTRIES[IDS.index("Stack")].make(KEY)
+    c = nf.Chain([s.layer(i) for i in range(s.n_layers)])
+    x = jnp.array([0.5, -2.0, 1.0])
+    for a, b in zip(s.forward_and_log_det(x), c.forward_and_log_det(x)):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_low_rank_affine_matches_dense_matrix():
+    b = ENTRIES[IDS.index("LowRankAffine")].make(KEY)
+    x = jnp.array([0.5, -2.0, 1.0])
+    np.testing.assert_allclose(b.forward(x), b.matrix() @ x + b.shift, rtol=1e-12)
+    np.testing.assert_allclose(b.forward_and_log_det(x)[1], jnp.linalg.slogdet(b.matrix())[1], rtol=1e-12)
+
+
+def test_prelu_rejects_non_positive_slope():
+    with pytest.raises(ValueError, match="slope"):
+        nf.LeakyReLU.with_slope(0.0, 2)
