@@ -15,3 +15,11 @@ __all__ = [
     "Shift", "Scale", "Affine", "Exp", "Softplus", "Sigmoid", "Logit", "Tanh", "LeakyReLU",
     "Linear", "LowRankAffine",
 ]
+
+from . import nn, plot, targets, transformers  # noqa: E402
+from .coupling import Coupling, alternating_masks, coupling_flow, nice, realnvp  # noqa: E402
+from .nn import MLP  # noqa: E402
+from .train import FitResult, fit, kl_divergence, nll  # noqa: E402
+
+__all__ += ["nn", "plot", "targets", "transformers", "Coupling", "alternating_masks", "coupling_flow",
+            "nice", "realnvp", "MLP", "FitResult", "fit", "kl_divergence", "nll"]

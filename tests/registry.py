@@ -69,6 +69,19 @@ def _stack(key):
     return nf.Stack(jax.vmap(_affine)(keys))
 
 
+def _randomise(tree, key, scale=0.3):
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    keys = jax.random.split(key, len(leaves))
+    return jax.tree_util.tree_unflatten(treedef, [a + _rand(k, a.shape, scale) for a, k in zip(leaves, keys)])
+
+
+def _coupling(transformer, mask=(True, False, True)):
+    def make(key):
+        c = nf.Coupling.init(key, mask, hidden=(8, 8), transformer=transformer)
+        return _randomise(c, jax.random.fold_in(key, 7))
+    return make
+
+
 ENTRIES = [
     Entry("Shift", lambda k: nf.Shift(_rand(k, (D,)))),
     Entry("Scale", lambda k: nf.Scale(jnp.array([2.0, -0.5, 1.3]) + _rand(k, (D,), 0.1))),
@@ -86,6 +99,9 @@ ENTRIES = [
     Entry("Chain", lambda k: nf.Chain([_affine(k), _prelu(jax.random.fold_in(k, 1)), _linear(jax.random.fold_in(k, 2))]), rtol32=3e-5),
     Entry("Invert", lambda k: nf.Invert(_lowrank(k)), rtol32=3e-5),
     Entry("Stack", _stack),
+    # |x| up to 50 through random conditioners makes |t| large: float32 cancellation in y - t
+    Entry("Coupling-affine", _coupling(nf.transformers.AffineTransformer(3.0)), rtol32=2e-4),
+    Entry("Coupling-additive", _coupling(nf.transformers.Additive(), mask=(False, True, True)), rtol32=2e-4),
 ]
 
 

@@ -1,0 +1,129 @@
+"""fit and the metrics: it learns, it is reproducible, and it fails loudly and safely."""
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import nfcore as nf
+
+
+@pytest.fixture(scope="module")
+def banana():
+    t = nf.targets.Banana()
+    x = t.sample(jax.random.PRNGKey(1), 20_000).astype(jnp.float32)
+    return t, x
+
+
+def _small(x, key=0):
+    return nf.realnvp(jax.random.PRNGKey(key), 2, 4, (32, 32), shift=x.mean(0), scale=x.std(0))
+
+
+def test_realnvp_is_identity_at_init(banana):
+    t, x = banana
+    m = nf.realnvp(jax.random.PRNGKey(0), 2, 4, (16,))
+    z = jnp.array([0.3, -1.1])
+    y, ld = m.bijection.forward_and_log_det(z)
+    np.testing.assert_allclose(y, z, atol=1e-7)
+    assert abs(float(ld)) < 1e-7
+
+
+def test_fit_learns_the_banana_from_a_sampler(banana):
+    t, x = banana
+    r = nf.fit(jax.random.PRNGKey(2), _small(x), t.sample, steps=1500, chunk=500, progress=False)
+    kl, se = nf.kl_divergence(r.model, t, x[:5000])
+    assert r.status == "done" and r.steps == 1500 and r.loss.shape == (1500,)
+    assert kl < 0.05 and se < 0.01, (kl, se)
+
+
+def test_fit_from_array_with_held_out_and_same_key_same_result(banana):
+    t, x = banana
+    kw = dict(steps=300, chunk=100, held_out=x[-2000:], progress=False)
+    r1 = nf.fit(jax.random.PRNGKey(5), _small(x[:10_000]), x[:10_000], **kw)
+    r2 = nf.fit(jax.random.PRNGKey(5), _small(x[:10_000]), x[:10_000], **kw)
+    assert r1.eval_steps.tolist() == [100, 200, 300]
+    assert r1.held_out_nll[-1] < r1.held_out_nll[0]
+    np.testing.assert_array_equal(r1.loss, r2.loss)
+
+
+def test_early_stopping_returns_the_best_model(banana):
+    t, x = banana
+    # a learning rate this large makes the held-out NLL wander: patience=1 stops at the first rise
+    opt = optax.sgd(3e-2)
+    r = nf.fit(jax.random.PRNGKey(0), _small(x), x, steps=2000, chunk=50, held_out=x[:2000],
+               optimizer=opt, patience=1, progress=False)
+    if r.status.startswith("early stop"):
+        best = r.held_out_nll.min()
+        assert float(nf.nll(r.model, x[:2000])) == pytest.approx(best, rel=1e-5)
+        assert r.steps < 2000
+    else:
+        assert np.all(np.diff(r.held_out_nll) < 0)  # never rose, so it could not stop
+
+
+def test_non_finite_loss_stops_names_step_and_returns_last_good(banana):
+    t, x = banana
+    with pytest.warns(RuntimeWarning, match=r"non-finite loss or parameters at step \d+"):
+        r = nf.fit(jax.random.PRNGKey(0), _small(x), x, steps=400, chunk=100, optimizer=optax.sgd(1e8), progress=False)
+    assert r.status.startswith("non-finite loss at step")
+    leaves = jax.tree_util.tree_leaves(r.model)
+    assert all(np.all(np.isfinite(a)) for a in leaves)
+    assert np.isfinite(float(nf.nll(r.model, x[:1000]))) or r.steps == 0
+    assert len(r.loss) == r.steps
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(steps=0), "steps must be a positive"),
+    (dict(steps=10, learning_rate=-1.0), "learning_rate"),
+    (dict(steps=10, learning_rate=float("nan")), "learning_rate"),
+    (dict(steps=10, batch_size=0), "batch_size"),
+    (dict(steps=10, batch_size=10**6), "larger than the data"),
+    (dict(steps=10, chunk=0), "chunk"),
+])
+def test_fit_rejects_bad_hyper_parameters(banana, kwargs, match):
+    t, x = banana
+    with pytest.raises(ValueError, match=match):
+        nf.fit(jax.random.PRNGKey(0), _small(x), x[:1000], progress=False, **kwargs)
+
+
+def test_fit_rejects_bad_data(banana):
+    t, x = banana
+    m = _small(x)
+    with pytest.raises(ValueError, match=r"\(N, 2\).*\(100, 3\)"):
+        nf.fit(jax.random.PRNGKey(0), m, jnp.zeros((100, 3)), steps=5, progress=False)
+    bad = x[:1000].at[17, 1].set(jnp.nan)
+    with pytest.raises(ValueError, match="NaN"):
+        nf.fit(jax.random.PRNGKey(0), m, bad, steps=5, progress=False)
+    with pytest.raises(ValueError, match="model"):
+        nf.fit(jax.random.PRNGKey(0), m.bijection, x, steps=5, progress=False)
+
+
+def test_kl_divergence_of_the_target_itself_is_zero(banana):
+    t, x = banana
+    kl, se = nf.kl_divergence(t, t, x[:1000])
+    assert kl == 0.0 and se == 0.0
+
+
+def test_nice_is_volume_preserving_but_learns_a_shift(banana):
+    t, x = banana
+    m = nf.nice(jax.random.PRNGKey(0), 2, 4, (16,))
+    z = jnp.array([0.3, -1.1])
+    assert float(m.bijection.forward_and_log_det(z)[1]) == 0.0
+
+
+@pytest.mark.parametrize("bad", [dict(layers=0), dict(hidden=(0,)), dict(dim=1)])
+def test_factory_rejects_bad_arguments(bad):
+    kw = dict(dim=2, layers=2, hidden=(8,)) | bad
+    with pytest.raises(ValueError):
+        nf.realnvp(jax.random.PRNGKey(0), **kw)
+
+
+def test_scanned_stack_matches_unrolled_layers(banana):
+    t, x = banana
+    m = nf.realnvp(jax.random.PRNGKey(0), 2, 4, (8,))
+    m = jax.tree_util.tree_map(lambda a: a + 0.1 * jnp.sin(jnp.arange(a.size).reshape(a.shape)), m)
+    stack = m.bijection.bijections[0]
+    unrolled = nf.Chain([b for i in range(stack.n_layers) for b in stack.layer(i).bijections])
+    np.testing.assert_allclose(jax.vmap(stack.inverse_and_log_det)(x[:10])[1],
+                               jax.vmap(unrolled.inverse_and_log_det)(x[:10])[1], rtol=1e-5)
