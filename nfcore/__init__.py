@@ -18,8 +18,9 @@ __all__ = [
 
 from . import nn, plot, targets, transformers  # noqa: E402
 from .coupling import Coupling, alternating_masks, coupling_flow, nice, realnvp  # noqa: E402
+from .mlp_flow import mlp_flow  # noqa: E402
 from .nn import MLP  # noqa: E402
 from .train import FitResult, fit, kl_divergence, nll  # noqa: E402
 
 __all__ += ["nn", "plot", "targets", "transformers", "Coupling", "alternating_masks", "coupling_flow",
-            "nice", "realnvp", "MLP", "FitResult", "fit", "kl_divergence", "nll"]
+            "nice", "realnvp", "mlp_flow", "MLP", "FitResult", "fit", "kl_divergence", "nll"]

@@ -164,7 +164,7 @@ class Tanh(Bijection):
     """``y = tanh x``: R -> (-1, 1).
 
     log-det ``sum log(1 - tanh^2 x) = sum 2 (log 2 - x - softplus(-2x))`` (stable for large |x|);
-    inverse ``x = atanh y``. Saturates: in float32 ``tanh x`` rounds to ±1 for |x| above ~9.
+    inverse ``x = atanh y``. Saturates: in float32 ``tanh x`` rounds to ±1 for |x| above ~8.
     """
 
     def forward_and_log_det(self, x):

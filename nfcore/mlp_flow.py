@@ -1,0 +1,46 @@
+"""Jang's (2018) "MLP flow": low-rank affine layers alternating with PReLUs.
+
+``x = A_L(PReLU_{L}(... PReLU_1(A_1 z) ...))``-style: ``layers`` blocks of
+[:class:`LowRankAffine`, :class:`LeakyReLU`] and a final :class:`LowRankAffine`. It is a
+universal-looking but weak flow for 2-D data (each affine map is 2 x 2; each PReLU bends space
+only along the axes), which is why chapter 4 uses it to show what maximum likelihood does and
+where a model runs out of capacity.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from .chain import Chain
+from .distributions import Normal, Transformed
+from .elementwise import LeakyReLU
+from .lowrank import LowRankAffine
+
+__all__ = ["mlp_flow"]
+
+
+def mlp_flow(key, dim: int = 2, layers: int = 6, rank: int = 2, shift=None, scale=None) -> Transformed:
+    """``Transformed(Normal(dim), Chain([A_1, PReLU_1, ..., A_L, PReLU_L, A_{L+1}]))``, identity at init.
+
+    A plain :class:`Chain` (not a scanned stack), so ``model.bijection.forward_trace(z)`` gives
+    every intermediate point for the layer-by-layer picture. ``shift``/``scale`` (D,) initialise
+    the last affine layer to the data's mean/std (its diagonal and shift), so the PReLU kinks
+    start where the standardised data is.
+    """
+    if int(layers) < 1 or int(rank) < 1 or int(dim) < 1:
+        raise ValueError(f"mlp_flow needs dim, layers, rank >= 1, got dim={dim}, layers={layers}, rank={rank}.")
+    keys = jax.random.split(key, layers + 1)
+    parts = []
+    for k in keys[:-1]:
+        parts += [LowRankAffine.init(k, dim, rank), LeakyReLU.identity(dim)]
+    last = LowRankAffine.init(keys[-1], dim, rank)
+    if shift is not None or scale is not None:
+        shift = jnp.zeros(dim) if shift is None else jnp.asarray(shift, jnp.float32)
+        scale = jnp.ones(dim) if scale is None else jnp.asarray(scale, jnp.float32)
+        if shift.shape != (dim,) or scale.shape != (dim,) or not bool(jnp.all(scale > 0)):
+            raise ValueError(f"shift and scale must have shape ({dim},) with scale > 0, got {shift.shape}, {scale.shape}.")
+        last = dataclasses.replace(last, log_diag=jnp.log(scale), shift=shift)
+    parts.append(last)
+    return Transformed(Normal(dim), Chain(parts))
