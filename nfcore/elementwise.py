@@ -18,6 +18,17 @@ def _sum(a):
     return jnp.sum(a, axis=-1)
 
 
+def _outside(y, inside, x_fn, log_det_fn):
+    """Inverse of a map whose range is ``inside(y)``: points outside get ``log_det = -inf``
+    (zero density) and a finite placeholder ``x``. The double ``where`` keeps gradients finite."""
+    ok = inside(y)
+    x = x_fn(jnp.where(ok, y, _SAFE_Y))
+    return jnp.where(ok, x, 0.0), jnp.where(jnp.all(ok), log_det_fn(x), -jnp.inf)
+
+
+_SAFE_Y = 0.5  # lies inside every range below: (0, inf), (0, 1), (-1, 1)
+
+
 @bijection
 class Shift(Bijection):
     """``y = x + shift``.  Forward/inverse log-det: 0 (volume preserving).
@@ -92,7 +103,8 @@ class Affine(Bijection):
 class Exp(Bijection):
     """``y = exp(x)``: R -> (0, inf).  log-det ``sum x``; inverse ``x = log y``, log-det ``-sum log y``.
 
-    ``Transformed(Normal, Exp())`` is the LogNormal distribution.
+    ``Transformed(Normal, Exp())`` is the LogNormal distribution. Inverse of ``y <= 0``: log-det
+    ``-inf`` (zero density).
     """
 
     def forward_and_log_det(self, x):
@@ -101,13 +113,12 @@ class Exp(Bijection):
 
     def inverse_and_log_det(self, y):
         check_sample(y, None, "Exp")
-        x = jnp.log(y)
-        return x, -_sum(x)
+        return _outside(y, lambda v: v > 0, jnp.log, lambda x: -_sum(x))
 
 
 @bijection
 class Softplus(Bijection):
-    """``y = log(1 + e^x)``: R -> (0, inf).
+    """``y = log(1 + e^x)``: R -> (0, inf) (inverse of ``y <= 0``: log-det ``-inf``).
 
     log-det ``sum log sigmoid(x) = -sum softplus(-x)``; inverse ``x = y + log(-expm1(-y))``.
     """
@@ -118,8 +129,7 @@ class Softplus(Bijection):
 
     def inverse_and_log_det(self, y):
         check_sample(y, None, "Softplus")
-        x = y + jnp.log(-jnp.expm1(-y))
-        return x, _sum(softplus(-x))
+        return _outside(y, lambda v: v > 0, lambda v: v + jnp.log(-jnp.expm1(-v)), lambda x: _sum(softplus(-x)))
 
 
 def _sigmoid_log_det(x):
@@ -129,7 +139,7 @@ def _sigmoid_log_det(x):
 
 @bijection
 class Sigmoid(Bijection):
-    """``y = 1 / (1 + e^-x)``: R -> (0, 1).
+    """``y = 1 / (1 + e^-x)``: R -> (0, 1) (inverse outside (0, 1): log-det ``-inf``).
 
     log-det ``-sum [softplus(x) + softplus(-x)]``; inverse ``x = log y - log(1 - y)``.
     In float32 ``y`` rounds to 1 for ``x`` above ~17, so the inverse is exact only inside that range.
@@ -141,8 +151,8 @@ class Sigmoid(Bijection):
 
     def inverse_and_log_det(self, y):
         check_sample(y, None, "Sigmoid")
-        x = jnp.log(y) - jnp.log1p(-y)
-        return x, -_sigmoid_log_det(x)
+        return _outside(y, lambda v: (v > 0) & (v < 1), lambda v: jnp.log(v) - jnp.log1p(-v),
+                        lambda x: -_sigmoid_log_det(x))
 
 
 @bijection
@@ -161,7 +171,7 @@ class Logit(Bijection):
 
 @bijection
 class Tanh(Bijection):
-    """``y = tanh x``: R -> (-1, 1).
+    """``y = tanh x``: R -> (-1, 1) (inverse outside (-1, 1): log-det ``-inf``).
 
     log-det ``sum log(1 - tanh^2 x) = sum 2 (log 2 - x - softplus(-2x))`` (stable for large |x|);
     inverse ``x = atanh y``. Saturates: in float32 ``tanh x`` rounds to ±1 for |x| above ~8.
@@ -173,8 +183,8 @@ class Tanh(Bijection):
 
     def inverse_and_log_det(self, y):
         check_sample(y, None, "Tanh")
-        x = jnp.arctanh(y)
-        return x, -_sum(2.0 * (jnp.log(2.0) - x - softplus(-2.0 * x)))
+        return _outside(y, lambda v: jnp.abs(v) < 1, jnp.arctanh,
+                        lambda x: -_sum(2.0 * (jnp.log(2.0) - x - softplus(-2.0 * x))))
 
 
 @bijection

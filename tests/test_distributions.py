@@ -97,3 +97,19 @@ def test_bad_constructor_arguments():
         nf.Uniform(low=(1.0,), high=(0.0,))
     with pytest.raises(ValueError, match="n >= 1"):
         nf.Normal(2).sample(jax.random.PRNGKey(0), 0)
+
+
+@pytest.mark.parametrize("bij, outside, inside", [
+    (nf.Exp(), [-1.0, 0.0], [0.5, 3.0]),
+    (nf.Softplus(), [-2.0, 0.0], [0.1, 4.0]),
+    (nf.Sigmoid(), [0.0, 1.0, 1.5, -0.2], [0.3, 0.9]),
+    (nf.Tanh(), [1.0, -1.0, 2.0], [0.0, -0.7]),
+])
+def test_density_is_zero_outside_the_range_not_nan(bij, outside, inside):
+    q = nf.Transformed(nf.Normal(1), bij)
+    lp_out = q.log_prob(jnp.array(outside)[:, None])
+    assert np.all(lp_out == -np.inf), lp_out
+    lp_in = q.log_prob(jnp.array(inside)[:, None])
+    assert np.all(np.isfinite(lp_in))
+    g = jax.grad(lambda v: jnp.sum(q.log_prob(v)))(jnp.array(inside + outside)[:, None])
+    assert np.all(np.isfinite(g))
