@@ -18,9 +18,16 @@ __all__ = [
 
 from . import nn, plot, targets, transformers  # noqa: E402
 from .coupling import Coupling, alternating_masks, coupling_flow, nice, realnvp  # noqa: E402
+from .actnorm import ActNorm  # noqa: E402
+from .autoregressive import MaskedAutoregressive, iaf, maf  # noqa: E402
+from .glow import glow  # noqa: E402
+from .layered import layered_flow  # noqa: E402
+from .made import MADE  # noqa: E402
 from .mlp_flow import mlp_flow  # noqa: E402
+from .spline import RationalQuadraticSpline, nsf  # noqa: E402
 from .nn import MLP  # noqa: E402
 from .train import FitResult, fit, kl_divergence, nll  # noqa: E402
 
 __all__ += ["nn", "plot", "targets", "transformers", "Coupling", "alternating_masks", "coupling_flow",
-            "nice", "realnvp", "mlp_flow", "MLP", "FitResult", "fit", "kl_divergence", "nll"]
+            "nice", "realnvp", "mlp_flow", "MLP", "ActNorm", "MaskedAutoregressive", "maf", "iaf",
+            "glow", "layered_flow", "MADE", "RationalQuadraticSpline", "nsf", "FitResult", "fit", "kl_divergence", "nll"]

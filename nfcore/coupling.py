@@ -12,9 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .bijection import Bijection, bijection, check_sample, static
-from .chain import Chain, Stack
-from .distributions import Normal, Transformed
-from .elementwise import Affine
+from .distributions import Transformed
+from .layered import layered_flow
 from .nn import MLP
 from .transformers import Additive, AffineTransformer
 
@@ -81,30 +80,14 @@ def coupling_flow(key, dim: int, layers: int, hidden=(64, 64), transformer=Affin
     final trainable :class:`Affine` initialised to the data's mean/std, so the couplings see
     standardised data.
     """
-    if int(layers) < 1:
-        raise ValueError(f"layers must be >= 1, got {layers}.")
     if not all(int(h) >= 1 for h in hidden):
         raise ValueError(f"hidden sizes must be >= 1, got {hidden}.")
-    m1, m2 = alternating_masks(dim)
-    k_pairs, k_last = jax.random.split(key)
+    masks = alternating_masks(dim)
 
-    def pair(k):
-        ka, kb = jax.random.split(k)
-        return Chain([Coupling.init(ka, m1, hidden, transformer, activation),
-                      Coupling.init(kb, m2, hidden, transformer, activation)])
+    def make_layer(k, i):
+        return Coupling.init(k, masks[i], hidden, transformer, activation)
 
-    parts = []
-    if layers // 2:
-        parts.append(Stack(jax.vmap(pair)(jax.random.split(k_pairs, layers // 2))))
-    if layers % 2:
-        parts.append(Coupling.init(k_last, m1, hidden, transformer, activation))
-    if shift is not None or scale is not None:
-        shift = jnp.zeros(dim) if shift is None else jnp.asarray(shift, dtype=jnp.float32)
-        scale = jnp.ones(dim) if scale is None else jnp.asarray(scale, dtype=jnp.float32)
-        if shift.shape != (dim,) or scale.shape != (dim,) or not bool(jnp.all(scale > 0)):
-            raise ValueError(f"shift and scale must have shape ({dim},) with scale > 0, got {shift.shape}, {scale.shape}.")
-        parts.append(Affine(shift, jnp.log(scale)))
-    return Transformed(Normal(dim), Chain(parts))
+    return layered_flow(key, dim, layers, make_layer, period=2, shift=shift, scale=scale)
 
 
 def realnvp(key, dim: int, layers: int = 8, hidden=(64, 64), bound: float = 3.0, **kw) -> Transformed:

@@ -15,6 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import nfcore as nf
+from nfcore.actnorm import ActNorm
+from nfcore.spline import RationalQuadraticSpline
+from nfcore.autoregressive import MaskedAutoregressive
 
 D = 3
 
@@ -82,6 +85,13 @@ def _coupling(transformer, mask=(True, False, True)):
     return make
 
 
+def _autoregressive(transformer, parallel, order):
+    def make(key):
+        b = MaskedAutoregressive.init(key, D, hidden=(8, 8), transformer=transformer, order=order, parallel=parallel)
+        return _randomise(b, jax.random.fold_in(key, 7))
+    return make
+
+
 ENTRIES = [
     Entry("Shift", lambda k: nf.Shift(_rand(k, (D,)))),
     Entry("Scale", lambda k: nf.Scale(jnp.array([2.0, -0.5, 1.3]) + _rand(k, (D,), 0.1))),
@@ -102,6 +112,17 @@ ENTRIES = [
     # |x| up to 50 through random conditioners makes |t| large: float32 cancellation in y - t
     Entry("Coupling-affine", _coupling(nf.transformers.AffineTransformer(3.0)), rtol32=2e-4),
     Entry("Coupling-additive", _coupling(nf.transformers.Additive(), mask=(False, True, True)), rtol32=2e-4),
+    # tanh hidden units keep the raw spline parameters O(1) even for |x_a| = 50; a silu
+    # conditioner gives raw values ~90 there, i.e. slopes ~1e-7 that no float32 inverse can undo
+    Entry("Coupling-spline", lambda k: _randomise(nf.Coupling.init(
+        k, (True, False, True), hidden=(8, 8), transformer=RationalQuadraticSpline(bins=5, bound=3.0),
+        activation="tanh"), jax.random.fold_in(k, 7))),
+    Entry("ActNorm", lambda k: ActNorm(_rand(k, (D,)), _rand(jax.random.fold_in(k, 1), (D,)))),
+    # autoregressive layers (MAF: sequential forward / one-pass inverse; IAF: the reverse), non-natural orders
+    Entry("MAF-affine", _autoregressive(nf.transformers.AffineTransformer(3.0), "inverse", (2, 0, 1)), rtol32=2e-4),
+    # IAF's inverse is the ill-conditioned direction here: |J^-1| eps |y| ~ 1e-4 at the worst of 1e5 points
+    Entry("IAF-affine", _autoregressive(nf.transformers.AffineTransformer(3.0), "forward", (1, 2, 0)), rtol32=5e-4),
+    Entry("MAF-additive", _autoregressive(nf.transformers.Additive(), "inverse", (0, 2, 1)), rtol32=2e-4),
 ]
 
 
