@@ -17,7 +17,7 @@ import numpy as np
 from .bijection import bijection, static
 from .nn import ACTIVATIONS
 
-__all__ = ["MADE", "ORDERS"]
+__all__ = ["MADE", "hidden_degrees", "ORDERS"]
 
 ORDERS = ("natural", "reversed", "random")
 

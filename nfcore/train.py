@@ -214,6 +214,6 @@ def fit(key, model: Distribution, data, *, steps: int, batch_size: int = 512,
 
 
 def _progress(total):
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain text bar: renders in notebooks, the built book and terminals alike
 
     return tqdm(total=total, desc="fit", unit="step", leave=False, mininterval=0.5)
