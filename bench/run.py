@@ -221,6 +221,8 @@ def main():
                                                  text=True, check=True).stdout.strip().splitlines()[-1])
     machine = one("machine")
     machine["maf_cost"] = one("maf_cost")
+    with open(os.path.join(HERE, "last_runs.json"), "w") as f:  # raw data, kept even if formatting fails
+        json.dump({"runs": runs, "machine": machine}, f)
     write_results(args.out, runs, machine)
     print(open(args.out).read())
 
@@ -287,6 +289,8 @@ def _nsf_and_maf_tables(runs, machine):
         "|---|---|---|---|---|---|---|",
     ]
     for d, row in machine["maf_cost"].items():
+        if not d.isdigit():  # e.g. peak_rss_mb
+            continue
         m, i = row["maf"], row["iaf"]
         lines.append(f"| {d} | {m['density_ms']:.2f} | {m['sample_ms']:.2f} | {m['sample_ms'] / m['density_ms']:.1f}x | "
                      f"{i['density_ms']:.2f} | {i['sample_ms']:.2f} | {i['density_ms'] / i['sample_ms']:.1f}x |")

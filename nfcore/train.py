@@ -58,11 +58,20 @@ def nll(model: Distribution, x) -> jnp.ndarray:
     return -jnp.mean(model.log_prob(x))
 
 
+@jax.jit
+def _log_prob_batch(distribution, x):
+    # compiled once per model structure (the model is an argument, not a constant)
+    return jax.vmap(distribution._log_prob_one)(x)
+
+
 def kl_divergence(model: Distribution, target, x) -> tuple[float, float]:
     """``KL(p || q) = E_p[log p - log q] = NLL(q) - H(p)`` on samples ``x ~ p``, with its
     Monte-Carlo standard error ``std(log p - log q) / sqrt(N)`` (nats)."""
     x = check_batch(x, target.dim, "kl_divergence")
-    diff = np.asarray(target.log_prob(x), np.float64) - np.asarray(model.log_prob(x), np.float64)
+    if x.ndim == 1:
+        x = x[None]
+    diff = (np.asarray(_log_prob_batch(target, x), np.float64)
+            - np.asarray(_log_prob_batch(model, x), np.float64))
     return float(np.mean(diff)), float(np.std(diff, ddof=1) / math.sqrt(len(diff)))
 
 
