@@ -58,22 +58,26 @@ class LowRankAffine(Bijection):
         """The dense ``L + V diag(d) V^T`` (D, D), for checks and plots."""
         return self.tril() + (self.V * self.d) @ self.V.T
 
-    def _capacitance(self, L):
-        LinvV = solve_triangular(L, self.V, lower=True)  # (D, r)
+    def _capacitance(self):
+        """``L^-1 V`` (D, r) by one triangular solve, and ``C = I_r + diag(d) V^T L^-1 V`` (r, r).
+
+        Parameters only: under ``vmap`` this is computed once per batch, O(D^2 r + r^3)."""
+        LinvV = solve_triangular(self.tril(), self.V, lower=True)
         r = self.d.shape[-1]
-        return LinvV, jnp.eye(r, dtype=self.d.dtype) + self.d[:, None] * (self.V.T @ LinvV)  # (r, r)
+        return LinvV, jnp.eye(r, dtype=self.d.dtype) + self.d[:, None] * (self.V.T @ LinvV)
 
     def forward_and_log_det(self, x):
         check_sample(x, self.dim, "LowRankAffine")
-        L = self.tril()
-        _, C = self._capacitance(L)
-        y = L @ x + self.V @ (self.d * (self.V.T @ x)) + self.shift
+        _, C = self._capacitance()
+        y = self.tril() @ x + self.V @ (self.d * (self.V.T @ x)) + self.shift
         return y, jnp.sum(self.log_diag) + jnp.linalg.slogdet(C)[1]
 
     def inverse_and_log_det(self, y):
         check_sample(y, self.dim, "LowRankAffine")
-        L = self.tril()
-        LinvV, C = self._capacitance(L)
-        Linv_u = solve_triangular(L, y - self.shift, lower=True)
-        x = Linv_u - LinvV @ jnp.linalg.solve(C, self.d * (self.V.T @ Linv_u))
+        LinvV, C = self._capacitance()
+        # L^-1 formed once from the parameters, then a matmul per sample: a per-sample triangular
+        # solve would be batched by vmap, which is slow on CPU.
+        Linv = solve_triangular(self.tril(), jnp.eye(self.dim, dtype=self.log_diag.dtype), lower=True)
+        Linv_u = Linv @ (y - self.shift)
+        x = Linv_u - LinvV @ (jnp.linalg.inv(C) @ (self.d * (self.V.T @ Linv_u)))
         return x, -(jnp.sum(self.log_diag) + jnp.linalg.slogdet(C)[1])
