@@ -11,11 +11,11 @@ from __future__ import annotations
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 
 from .chain import Chain
 from .distributions import Normal, Transformed
 from .elementwise import LeakyReLU
+from .layered import standardising_affine
 from .lowrank import LowRankAffine
 
 __all__ = ["mlp_flow"]
@@ -36,11 +36,8 @@ def mlp_flow(key, dim: int = 2, layers: int = 6, rank: int = 2, shift=None, scal
     for k in keys[:-1]:
         parts += [LowRankAffine.init(k, dim, rank), LeakyReLU.identity(dim)]
     last = LowRankAffine.init(keys[-1], dim, rank)
-    if shift is not None or scale is not None:
-        shift = jnp.zeros(dim) if shift is None else jnp.asarray(shift, jnp.float32)
-        scale = jnp.ones(dim) if scale is None else jnp.asarray(scale, jnp.float32)
-        if shift.shape != (dim,) or scale.shape != (dim,) or not bool(jnp.all(scale > 0)):
-            raise ValueError(f"shift and scale must have shape ({dim},) with scale > 0, got {shift.shape}, {scale.shape}.")
-        last = dataclasses.replace(last, log_diag=jnp.log(scale), shift=shift)
+    standardise = standardising_affine(dim, shift, scale)  # validates shapes and scale > 0
+    if standardise is not None:
+        last = dataclasses.replace(last, log_diag=standardise.log_scale, shift=standardise.shift)
     parts.append(last)
     return Transformed(Normal(dim), Chain(parts))
