@@ -16,7 +16,7 @@ __all__ = [
     "Linear", "LowRankAffine",
 ]
 
-from . import nn, plot, targets, transformers  # noqa: E402
+from . import nn, targets, transformers  # noqa: E402
 from .coupling import Coupling, alternating_masks, coupling_flow, nice, realnvp  # noqa: E402
 from .actnorm import ActNorm  # noqa: E402
 from .autoregressive import MaskedAutoregressive, iaf, maf  # noqa: E402
@@ -31,3 +31,12 @@ from .train import FitResult, fit, kl_divergence, nll  # noqa: E402
 __all__ += ["nn", "plot", "targets", "transformers", "Coupling", "alternating_masks", "coupling_flow",
             "nice", "realnvp", "mlp_flow", "MLP", "ActNorm", "MaskedAutoregressive", "maf", "iaf",
             "glow", "layered_flow", "MADE", "RationalQuadraticSpline", "nsf", "FitResult", "fit", "kl_divergence", "nll"]
+
+
+def __getattr__(name):
+    # nfcore.plot imports matplotlib (~0.3 s, ~35 MB): loaded on first use, not with nfcore
+    if name == "plot":
+        import importlib
+
+        return importlib.import_module(".plot", __name__)
+    raise AttributeError(f"module 'nfcore' has no attribute {name!r}")

@@ -127,7 +127,7 @@ def _next_pass(_, carry):
     return (layer, v, *layer._sequential_pass(v, y))
 
 
-def _autoregressive_flow(key, dim, layers, hidden, transformer, order, activation, shift, scale, parallel):
+def _autoregressive_flow(key, dim, layers, hidden, transformer, order, activation, shift, scale, parallel, unroll):
     _check_transformer(transformer)
     check_made_args(dim, hidden, transformer.n_params, activation)  # up front, not inside the vmapped init
     if not (isinstance(order, str) and order in FLOW_ORDERS):
@@ -139,11 +139,11 @@ def _autoregressive_flow(key, dim, layers, hidden, transformer, order, activatio
         return MaskedAutoregressive.init(k, dim, hidden, transformer, "random" if orders is None else orders[i],
                                          parallel, activation)
 
-    return layered_flow(key, dim, layers, make_layer, period, shift, scale)
+    return layered_flow(key, dim, layers, make_layer, period, shift, scale, unroll)
 
 
 def maf(key, dim: int, layers: int = 5, hidden=(64, 64), transformer=AffineTransformer(), order: str = "alternate",
-        activation: str = "silu", shift=None, scale=None):
+        activation: str = "silu", shift=None, scale=None, unroll: int | bool = 1):
     """Masked autoregressive flow: ``Transformed(Normal(dim), ...)`` of ``layers`` MAF layers.
 
     Density (``log_prob``, training) in one MADE pass per layer; sampling in ``dim`` passes per layer.
@@ -152,14 +152,14 @@ def maf(key, dim: int, layers: int = 5, hidden=(64, 64), transformer=AffineTrans
     ``Chain``). ``transformer``: ``AffineTransformer()`` (soft-clamped, the MAF of Papamakarios
     et al. 2017), ``Additive()``, or any transformer object. ``hidden``: MADE widths, each
     ``>= dim - 1``. ``shift``/``scale`` (D,): a final trainable ``Affine`` initialised to the
-    data's mean/std. Identity at init.
+    data's mean/std. ``unroll``: see :class:`~nfcore.chain.Stack`. Identity at init.
     """
-    return _autoregressive_flow(key, dim, layers, hidden, transformer, order, activation, shift, scale, "inverse")
+    return _autoregressive_flow(key, dim, layers, hidden, transformer, order, activation, shift, scale, "inverse", unroll)
 
 
 def iaf(key, dim: int, layers: int = 5, hidden=(64, 64), transformer=AffineTransformer(), order: str = "alternate",
-        activation: str = "silu", shift=None, scale=None):
+        activation: str = "silu", shift=None, scale=None, unroll: int | bool = 1):
     """Inverse autoregressive flow: as :func:`maf` with the cheap direction swapped — sampling and
     ``sample_and_log_prob`` in one pass per layer, ``log_prob`` of given data in ``dim`` passes per layer
     (Kingma, Salimans, Jozefowicz, Chen, Sutskever & Welling 2016)."""
-    return _autoregressive_flow(key, dim, layers, hidden, transformer, order, activation, shift, scale, "forward")
+    return _autoregressive_flow(key, dim, layers, hidden, transformer, order, activation, shift, scale, "forward", unroll)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .bijection import Bijection, bijection
+from .bijection import Bijection, bijection, static
 
 __all__ = ["Chain", "Invert", "Stack"]
 
@@ -65,9 +65,24 @@ class Stack(Bijection):
     ``layers`` is a single bijection pytree whose every leaf has a leading axis of length ``n``
     (build it with ``jax.vmap(init)(keys)``). Tracing one layer instead of ``n`` keeps compile
     time flat in depth. Equivalent to ``Chain([layer_0, ..., layer_{n-1}])``.
+
+    ``unroll`` (static) is passed to ``lax.scan``: ``1`` compiles one layer and loops over it;
+    ``True`` lets XLA see all ``n`` layers at once (longer compilation, growing with ``n``, but
+    on a CPU ~1.2x faster training steps for shallow flows: no loop, no stacked buffers of
+    intermediates for the gradient); ``k`` unrolls ``k`` layers per loop iteration.
     """
 
     layers: Bijection
+    unroll: int | bool = static(default=1)
+
+    def __post_init__(self):
+        self.check_unroll(self.unroll)
+
+    @staticmethod
+    def check_unroll(unroll):
+        """Raise ``ValueError`` unless ``unroll`` is ``True`` or a positive integer."""
+        if not (unroll is True or (isinstance(unroll, int) and not isinstance(unroll, bool) and unroll >= 1)):
+            raise ValueError(f"unroll must be True (unroll every layer) or a positive integer, got {unroll!r}.")
 
     @property
     def n_layers(self) -> int:
@@ -88,7 +103,8 @@ class Stack(Bijection):
             return (x, total + ld), None
 
         x = x.astype(self._dtype(x))
-        (x, total), _ = jax.lax.scan(step, (x, jnp.zeros((), x.dtype)), self.layers)
+        (x, total), _ = jax.lax.scan(step, (x, jnp.zeros((), x.dtype)), self.layers,
+                                      unroll=self.unroll)
         return x, total
 
     def inverse_and_log_det(self, y):
@@ -98,5 +114,6 @@ class Stack(Bijection):
             return (y, total + ld), None
 
         y = y.astype(self._dtype(y))
-        (y, total), _ = jax.lax.scan(step, (y, jnp.zeros((), y.dtype)), self.layers, reverse=True)
+        (y, total), _ = jax.lax.scan(step, (y, jnp.zeros((), y.dtype)), self.layers, reverse=True,
+                                      unroll=self.unroll)
         return y, total

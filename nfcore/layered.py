@@ -33,7 +33,7 @@ def standardising_affine(dim: int, shift=None, scale=None):
 
 
 def layered_flow(key, dim: int, layers: int, make_layer: Callable, period: int | None = 2,
-                 shift=None, scale=None) -> Transformed:
+                 shift=None, scale=None, unroll: int | bool = 1) -> Transformed:
     """``Transformed(Normal(dim), Chain([layer_0, ..., layer_{L-1}, Affine?]))`` from one recipe.
 
     ``make_layer(key, i)`` returns a bijection; layers with the same ``i`` must have the same
@@ -43,7 +43,8 @@ def layered_flow(key, dim: int, layers: int, make_layer: Callable, period: int |
     the ``L % p`` remaining layers follow as ordinary layers. With ``period=None`` every layer may
     differ (e.g. random orders): ``make_layer(key_l, l)`` in a Python loop, applied as a plain
     :class:`Chain` (compile time then grows with depth). ``shift``/``scale``: see
-    :func:`standardising_affine`. Keys for ``period=2`` are split exactly as in ``coupling_flow``.
+    :func:`standardising_affine`. ``unroll``: see :class:`Stack` (``True`` trades compile time for
+    faster steps on a CPU). Keys for ``period=2`` are split exactly as in ``coupling_flow``.
     """
     try:
         ok = not isinstance(layers, bool) and int(layers) == layers and int(layers) >= 1
@@ -55,6 +56,7 @@ def layered_flow(key, dim: int, layers: int, make_layer: Callable, period: int |
     if period is not None and int(period) < 1:
         raise ValueError(f"period must be a positive integer or None, got {period!r}.")
     final = standardising_affine(dim, shift, scale)  # validate before building anything
+    Stack.check_unroll(unroll)
     parts = []
     if period is None:
         parts += [make_layer(k, i) for i, k in enumerate(jax.random.split(key, layers))]
@@ -67,7 +69,7 @@ def layered_flow(key, dim: int, layers: int, make_layer: Callable, period: int |
             return Chain([make_layer(ks[i], i) for i in range(period)])
 
         if layers // period:
-            parts.append(Stack(jax.vmap(group)(jax.random.split(k_groups, layers // period))))
+            parts.append(Stack(jax.vmap(group)(jax.random.split(k_groups, layers // period)), unroll))
         rest = layers % period
         if rest:
             ks = [k_rest] if rest == 1 else list(jax.random.split(k_rest, rest))

@@ -58,10 +58,21 @@ def nll(model: Distribution, x) -> jnp.ndarray:
     return -jnp.mean(model.log_prob(x))
 
 
-@jax.jit
-def _log_prob_batch(distribution, x):
-    # compiled once per model structure (the model is an argument, not a constant)
-    return jax.vmap(distribution._log_prob_one)(x)
+EVAL_CHUNK = 8192  # samples per chunk when evaluating a large held-out set (bounds peak memory)
+
+
+@functools.partial(jax.jit, static_argnames="chunk")
+def _log_prob_chunked(distribution, x, chunk=EVAL_CHUNK):
+    # log q(x_i) for every row of x (N, D), `chunk` rows at a time under lax.map, so the
+    # intermediate activations of one chunk, not of all N rows, are alive at once. Compiled once
+    # per model structure and data shape (the model is an argument, not a constant).
+    n = x.shape[0]
+    if n <= chunk:
+        return jax.vmap(distribution._log_prob_one)(x)
+    pad = (-n) % chunk
+    xp = jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad, x.shape[1]))]) if pad else x
+    out = jax.lax.map(jax.vmap(distribution._log_prob_one), xp.reshape(-1, chunk, x.shape[1]))
+    return out.reshape(-1)[:n]
 
 
 def kl_divergence(model: Distribution, target, x) -> tuple[float, float]:
@@ -70,12 +81,12 @@ def kl_divergence(model: Distribution, target, x) -> tuple[float, float]:
     x = check_batch(x, target.dim, "kl_divergence")
     if x.ndim == 1:
         x = x[None]
-    diff = (np.asarray(_log_prob_batch(target, x), np.float64)
-            - np.asarray(_log_prob_batch(model, x), np.float64))
+    diff = (np.asarray(_log_prob_chunked(target, x), np.float64)
+            - np.asarray(_log_prob_chunked(model, x), np.float64))
     return float(np.mean(diff)), float(np.std(diff, ddof=1) / math.sqrt(len(diff)))
 
 
-def _validate(model, data, steps, batch_size, learning_rate, held_out, chunk):
+def _validate(model, data, steps, batch_size, learning_rate, held_out, chunk, sub_batches):
     if not isinstance(model, Distribution):
         raise ValueError(f"model must be an nfcore distribution (e.g. Transformed), got {type(model).__name__}.")
     if int(steps) < 1:
@@ -86,6 +97,8 @@ def _validate(model, data, steps, batch_size, learning_rate, held_out, chunk):
         raise ValueError(f"learning_rate must be a positive finite number, got {learning_rate}.")
     if chunk is not None and int(chunk) < 1:
         raise ValueError(f"chunk must be a positive integer, got {chunk}.")
+    if not 1 <= int(sub_batches) <= int(batch_size):
+        raise ValueError(f"sub_batches must be an integer from 1 to batch_size={batch_size}, got {sub_batches}.")
     if not callable(data):
         data = jnp.asarray(check_batch(data, model.dim, "fit data"))
         if data.ndim != 2:
@@ -105,7 +118,7 @@ def _validate(model, data, steps, batch_size, learning_rate, held_out, chunk):
 def fit(key, model: Distribution, data, *, steps: int, batch_size: int = 512,
         learning_rate: float = 1e-3, optimizer: optax.GradientTransformation | None = None,
         held_out=None, chunk: int | None = None, patience: int | None = None,
-        progress: bool = True) -> FitResult:
+        sub_batches: int = 1, progress: bool = True) -> FitResult:
     """Fit ``model`` by maximum likelihood (minimise the NLL) with optax.
 
     ``data``: an (N, D) array (minibatches drawn with replacement) or a sampler
@@ -113,10 +126,14 @@ def fit(key, model: Distribution, data, *, steps: int, batch_size: int = 512,
     ``optimizer``: any optax transformation (default: adamw, weight decay 1e-4, learning rate
     cosine-decayed from ``learning_rate`` to 0 over ``steps``). ``held_out``: (M, D) array whose NLL is
     evaluated after every ``chunk`` steps; with ``patience`` (chunks without improvement) it
-    stops early and returns the best model. Same ``key`` -> same result.
+    stops early and returns the best model. ``sub_batches``: the loss is summed over this many
+    slices of each batch, each a separate ``vmap``; the gradient is the same, but on a CPU XLA runs
+    the independent slices concurrently on different cores (2 helps an unrolled flow,
+    ``unroll=True``; with a scanned ``Stack`` the slices' loops run one after the other).
+    Same ``key`` -> same result.
     """
-    data, held_out = _validate(model, data, steps, batch_size, learning_rate, held_out, chunk)
-    steps, batch_size = int(steps), int(batch_size)
+    data, held_out = _validate(model, data, steps, batch_size, learning_rate, held_out, chunk, sub_batches)
+    steps, batch_size, sub_batches = int(steps), int(batch_size), int(sub_batches)
     chunk = int(chunk) if chunk is not None else min(steps, 500)
     if optimizer is None:
         optimizer = optax.adamw(optax.cosine_decay_schedule(learning_rate, steps), weight_decay=1e-4)
@@ -128,8 +145,11 @@ def fit(key, model: Distribution, data, *, steps: int, batch_size: int = 512,
         idx = jax.random.randint(k, (batch_size,), 0, data.shape[0])
         return data[idx]
 
+    bounds = np.cumsum([0] + [batch_size // sub_batches + (i < batch_size % sub_batches) for i in range(sub_batches)])
+
     def loss_fn(m, x):
-        return -jnp.mean(jax.vmap(m._log_prob_one)(x))
+        log_q = [jnp.sum(jax.vmap(m._log_prob_one)(x[a:b])) for a, b in zip(bounds[:-1], bounds[1:])]
+        return -sum(log_q) / batch_size
 
     def step(carry, k):
         m, opt_state = carry
@@ -161,7 +181,9 @@ def fit(key, model: Distribution, data, *, steps: int, batch_size: int = 512,
     def all_finite(tree):
         return all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree_util.tree_leaves(tree))
 
-    eval_nll = jax.jit(loss_fn)
+    def eval_nll(m, x):
+        return -jnp.mean(_log_prob_chunked(m, x))
+
     opt_state = optimizer.init(model)
     losses, eval_steps, evals = [], [], []
     best, best_nll, since_best = model, math.inf, 0
