@@ -29,7 +29,7 @@ test: $(STAMP)
 
 ## Regenerate every chapters/NN_name.ipynb from its MyST source (outputs stripped).
 sync: $(STAMP)
-	for f in chapters/[0-9][0-9]_*.md; do $(BIN)/jupytext --to ipynb -q -o "$${f%.md}.ipynb" "$$f" >/dev/null; done
+	for f in chapters/[0-9][0-9]_*.md; do $(BIN)/jupytext --to ipynb --update -q -o "$${f%.md}.ipynb" "$$f" >/dev/null; done
 
 ## Benchmarks (not tests): writes bench/RESULTS.md
 bench: $(STAMP)

@@ -6,7 +6,7 @@ standardised by the training-set mean/std. Each case runs in its own subprocess 
 compile caches are its own); the cases are interleaved and repeated, and the table reports medians.
 
     make bench            # = .venv/bin/python bench/run.py  -> bench/RESULTS.md
-    python bench/run.py --case nfcore   # one case, prints JSON
+    python bench/run.py --case nfcore_fast   # one case, prints JSON (cases: see --help)
 """
 from __future__ import annotations
 
@@ -43,15 +43,15 @@ def matmul_flops_per_step():
     return LAYERS * 3 * 2 * macs
 
 
-# nfcore configurations: (Stack unroll, fit sub_batches). "default" is what realnvp/fit do with no options.
-CONFIGS = {"default": (1, 1), "unrolled": (True, 1), "fast": (True, 2)}
+# nfcore configurations: (Stack unroll, fit sub_batches, fit ema). "default": realnvp/fit with no options.
+CONFIGS = {"default": (1, 1, None), "unrolled": (True, 1, None), "fast": (True, 2, None), "fast_ema": (True, 2, 0.999)}
 
 
 def case_nfcore(config="fast"):
     import jax
     import optax
 
-    unroll, sub_batches = CONFIGS[config]
+    unroll, sub_batches, ema = CONFIGS[config]
     nf, target, mean, std, test = _setup()
     model = nf.realnvp(jax.random.PRNGKey(0), 2, LAYERS, (HIDDEN, HIDDEN), shift=mean, scale=std, unroll=unroll)
     lp_test = target.log_prob(test)
@@ -60,7 +60,8 @@ def case_nfcore(config="fast"):
     # one fit per checkpoint segment would restart the optimiser; instead evaluate the held-out set
     # at every chunk of 500 steps, where KL = held-out NLL + mean log p(test) (same estimator as kl_divergence)
     res = nf.fit(jax.random.PRNGKey(3), model, target.sample, steps=STEPS, batch_size=BATCH,
-                 optimizer=optax.adam(LR), held_out=test, chunk=500, sub_batches=sub_batches, progress=False)
+                 optimizer=optax.adam(LR), held_out=test, chunk=500, sub_batches=sub_batches, ema=ema,
+                 progress=False)
     mean_lp = float(lp_test.mean())
     for s, h in zip(res.eval_steps, res.held_out_nll):
         if int(s) in CHECKPOINTS:
@@ -113,6 +114,41 @@ def case_baseline():
         "kl": kl_at, "kl_final": float(diff.mean()), "kl_se": float(diff.std() / len(diff) ** 0.5),
         "wall_s": time.perf_counter() - t0,
     }
+
+
+def case_speed(rounds=5, steps=1000):
+    """Steady steps/s of the baseline and every nfcore configuration, measured in ONE process in
+    interleaved rounds (baseline, default, unrolled, fast, baseline, ...), so a slow spell of the
+    machine hits all of them alike; each reports the median over rounds. nfcore's time is
+    ``FitResult.run_seconds`` (compilation excluded, like the baseline's warmed-up loop)."""
+    import jax
+    import optax
+
+    sys.path.insert(0, HERE)
+    import baseline
+
+    nf, target, mean, std, test = _setup()
+    opt = optax.adam(LR)
+    params = baseline.init(jax.random.PRNGKey(0), LAYERS, HIDDEN)
+    opt_state = opt.init(params)
+    step = baseline.make_train_step(opt, target.sample, mean, std, BATCH)
+    key = jax.random.PRNGKey(3)
+    for i in range(20):  # compile and warm up
+        params, opt_state, loss = step(params, opt_state, jax.random.fold_in(key, i))
+    loss.block_until_ready()
+    out = {name: [] for name in ("baseline", *CONFIGS)}
+    for r in range(rounds):
+        t = time.perf_counter()
+        for i in range(steps):
+            params, opt_state, loss = step(params, opt_state, jax.random.fold_in(key, i))
+        loss.block_until_ready()
+        out["baseline"].append(steps / (time.perf_counter() - t))
+        for name, (unroll, sub_batches, ema) in CONFIGS.items():
+            model = nf.realnvp(jax.random.PRNGKey(0), 2, LAYERS, (HIDDEN, HIDDEN), shift=mean, scale=std, unroll=unroll)
+            res = nf.fit(key, model, target.sample, steps=steps, batch_size=BATCH, optimizer=opt, chunk=500,
+                         sub_batches=sub_batches, ema=ema, progress=False)
+            out[name].append(res.steps_per_second)
+    return {"rounds": out, "median": {k: statistics.median(v) for k, v in out.items()}}
 
 
 def case_machine():
@@ -201,29 +237,35 @@ def _timed(fn):
 
 
 def run_case(name):
-    result = {"nfcore": case_nfcore, "baseline": case_baseline, "machine": case_machine, "maf_cost": case_maf_cost,
-              "nsf_fit": lambda: case_nsf(False), "nsf_loop": lambda: case_nsf(True)}[name]()
+    cases = {"baseline": case_baseline, "speed": case_speed, "machine": case_machine, "maf_cost": case_maf_cost,
+             "nsf_fit": lambda: case_nsf(False), "nsf_loop": lambda: case_nsf(True)}
+    cases.update({f"nfcore_{c}": (lambda c=c: case_nfcore(c)) for c in CONFIGS})
+    result = cases[name]()
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--case", choices=["nfcore", "baseline", "machine", "maf_cost", "nsf_fit", "nsf_loop"])
+    ap.add_argument("--case", choices=["baseline", *[f"nfcore_{c}" for c in CONFIGS], "speed", "machine", "maf_cost",
+                                       "nsf_fit", "nsf_loop"])
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
     args = ap.parse_args()
     if args.case:
         print(json.dumps(run_case(args.case)))
         return
-    runs = {"nfcore": [], "baseline": [], "nsf_loop": [], "nsf_fit": []}
+    names = ["baseline", *[f"nfcore_{c}" for c in CONFIGS], "nsf_loop", "nsf_fit"]
+    runs = {name: [] for name in names}
     for r in range(args.repeats):
-        for name in ("baseline", "nfcore", "nsf_loop", "nsf_fit"):
+        for name in names:
             out = subprocess.run([sys.executable, __file__, "--case", name], capture_output=True, text=True, check=True)
             runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(f"repeat {r + 1}: {name} {runs[name][-1]['steps_per_s']:.0f} steps/s", flush=True)
     one = lambda case: json.loads(subprocess.run([sys.executable, __file__, "--case", case], capture_output=True,
                                                  text=True, check=True).stdout.strip().splitlines()[-1])
+    runs["speed"] = one("speed")
+    print("interleaved steps/s:", {k: round(v) for k, v in runs["speed"]["median"].items()}, flush=True)
     machine = one("machine")
     machine["maf_cost"] = one("maf_cost")
     with open(os.path.join(HERE, "last_runs.json"), "w") as f:  # raw data, kept even if formatting fails
@@ -240,38 +282,49 @@ def _med(runs, key, sub=None):
 def write_results(path, runs, machine):
     import jax
 
-    b, n = runs["baseline"], runs["nfcore"]
+    cols = ["baseline", *[f"nfcore_{c}" for c in CONFIGS]]
+    speed = runs["speed"]["median"]
     flops = matmul_flops_per_step()
+    fmt = lambda key, spec, sub=None: [format(_med(runs[c], key, sub), spec) for c in cols]
     rows = [
-        ("steady steps/s", f"{_med(b, 'steps_per_s'):.0f}", f"{_med(n, 'steps_per_s'):.0f}",
-         f"**{_med(n, 'steps_per_s') / _med(b, 'steps_per_s'):.2f}x**"),
-        ("compile time (s)", f"{_med(b, 'compile_s'):.2f}", f"{_med(n, 'compile_s'):.2f}", "one step vs a 500-step chunk"),
-        ("first-call time (s)", f"{_med(b, 'first_call_s'):.2f}", f"{_med(n, 'first_call_s'):.2f}",
-         "compile + first step / first chunk"),
-        ("peak RSS (MB)", f"{_med(b, 'peak_rss_mb'):.0f}", f"{_med(n, 'peak_rss_mb'):.0f}", "whole process"),
+        ("steady steps/s (interleaved, one process)", [f"{speed[c.replace('nfcore_', '')]:.0f}" for c in cols]),
+        ("ratio to the baseline", [f"**{speed[c.replace('nfcore_', '')] / speed['baseline']:.2f}x**" for c in cols]),
+        ("steady steps/s (own process)", fmt("steps_per_s", ".0f")),
+        ("compile time (s)", fmt("compile_s", ".2f")),
+        ("first-call time (s)", fmt("first_call_s", ".2f")),
+        ("peak RSS (MB)", fmt("peak_rss_mb", ".0f")),
     ]
     for cp in CHECKPOINTS:
-        rows.append((f"KL(p‖q) at {cp} steps (nats)", f"{_med(b, 'kl', str(cp)):.4f}", f"{_med(n, 'kl', str(cp)):.4f}",
-                     "100k held-out samples"))
-    rows.append(("KL standard error at 5000 (nats)", f"{_med(b, 'kl_se'):.4f}", f"{_med(n, 'kl_se'):.4f}", ""))
-    rate = lambda runs_: flops * _med(runs_, "steps_per_s") / 1e9
-    rows.append(("matmul GFLOP/s achieved", f"{rate(b):.1f}", f"{rate(n):.1f}",
-                 f"{flops / 1e6:.1f} MFLOP of matmul per step"))
-    rows.append(("% of measured 1024² matmul peak", f"{100 * rate(b) / machine['gflops_large']:.0f}%",
-                 f"{100 * rate(n) / machine['gflops_large']:.0f}%",
-                 f"peak {machine['gflops_large']:.0f} GFLOP/s; 512x64@64x64 alone: {machine['gflops_small']:.0f} GFLOP/s"))
+        rows.append((f"KL(p‖q) at {cp} steps (nats)", fmt("kl", ".4f", str(cp))))
+    rows.append(("KL standard error at 5000 (nats)", fmt("kl_se", ".4f")))
+    rate = {c: flops * speed[c.replace("nfcore_", "")] / 1e9 for c in cols}
+    rows.append(("matmul GFLOP/s achieved", [f"{rate[c]:.1f}" for c in cols]))
+    rows.append(("% of measured 1024² matmul peak", [f"{100 * rate[c] / machine['gflops_large']:.0f}%" for c in cols]))
+    n_rounds = len(runs["speed"]["rounds"]["baseline"])
     lines = [
         "# Benchmark results", "",
         "Made by `make bench` (`.venv/bin/python bench/run.py`). RealNVP, 8 affine couplings, MLP 2x64 (SiLU),",
-        "banana, batch 512 of fresh samples per step, Adam 1e-3, 5000 steps, standardised data. Baseline:",
-        "`bench/baseline.py` (one `jax.jit` train step in a Python loop). Medians of "
-        f"{len(n)} interleaved runs, each case in its own process.", "",
+        "banana, batch 512 of fresh samples per step, Adam 1e-3 (constant, no weight decay), 5000 steps, standardised",
+        "data. Baseline: `bench/baseline.py` (one `jax.jit` train step in a Python loop, layers unrolled by Python).",
+        "nfcore columns: `default` = `realnvp(...)` + `fit(...)` (layers in a `lax.scan`); `unrolled` =",
+        "`realnvp(..., unroll=True)`; `fast` = `realnvp(..., unroll=True)` + `fit(..., sub_batches=2)` (the batch's",
+        "two halves are independent in the compiled step, so XLA's CPU runtime runs them on both cores); `fast + ema`",
+        "= `fast` + `fit(..., ema=0.999)` (the returned model is the running average of the parameters; same steps,",
+        "same Adam). With a constant learning rate the last iterate is noisy: its KL at 5000 steps varies between",
+        "seeds far more than its Monte-Carlo standard error, and averaging removes most of that noise.", "",
+        f"Steady steps/s: medians of {n_rounds} interleaved rounds of 1000 steps in one process (the `speed` case), so",
+        "a slow spell of the machine hits every column alike. The other rows: medians of "
+        f"{len(runs['baseline'])} runs of 5000 steps, each case in its own process (compile time, peak RSS, KL).", "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_version()}, "
         f"jax {jax.__version__}, backend {jax.default_backend()}. No GPU was lent to the session that made this table.", "",
-        "| measure | baseline | nfcore `fit` | note |", "|---|---|---|---|",
-        *[f"| {a} | {bb} | {c} | {d} |" for a, bb, c, d in rows], "",
+        "| measure | baseline | nfcore default | nfcore unrolled | nfcore fast | nfcore fast + ema |",
+        "|---|---|---|---|---|---|",
+        *[f"| {name} | " + " | ".join(vals) + " |" for name, vals in rows], "",
+        f"Matmul work: {flops / 1e6:.1f} MFLOP per step; measured peak {machine['gflops_large']:.0f} GFLOP/s "
+        f"(1024² matmul), {machine['gflops_small']:.0f} GFLOP/s for the step's own 512x64 @ 64x64.", "",
         *_nsf_and_maf_tables(runs, machine),
-        "Raw runs (JSON):", "", "```", json.dumps({"baseline": b, "nfcore": n, "machine": machine}, indent=1), "```", "",
+        "Raw runs (JSON):", "", "```", json.dumps({c: runs[c] for c in cols + ["speed"]} | {"machine": machine},
+                                                   indent=1), "```", "",
     ]
     with open(path, "w") as f:
         f.write("\n".join(lines))

@@ -29,7 +29,7 @@ __all__ = ["fit", "FitResult", "nll", "kl_divergence"]
 class FitResult:
     """What :func:`fit` returns.
 
-    ``model``: the trained (best held-out, else last good) model; ``loss``: (steps_done,)
+    ``model``: the trained (best held-out, else last good; averaged with ``ema``) model; ``loss``: (steps_done,)
     training NLL per step; ``eval_steps`` / ``held_out_nll``: the held-out NLL after each chunk;
     ``status``: ``"done"``, ``"early stop at step N"`` or ``"non-finite loss at step N"`` (then
     ``model`` holds the parameters of the last step whose loss was finite);
@@ -118,7 +118,7 @@ def _validate(model, data, steps, batch_size, learning_rate, held_out, chunk, su
 def fit(key, model: Distribution, data, *, steps: int, batch_size: int = 512,
         learning_rate: float = 1e-3, optimizer: optax.GradientTransformation | None = None,
         held_out=None, chunk: int | None = None, patience: int | None = None,
-        sub_batches: int = 1, progress: bool = True) -> FitResult:
+        sub_batches: int = 1, ema: float | None = None, progress: bool = True) -> FitResult:
     """Fit ``model`` by maximum likelihood (minimise the NLL) with optax.
 
     ``data``: an (N, D) array (minibatches drawn with replacement) or a sampler
@@ -130,10 +130,16 @@ def fit(key, model: Distribution, data, *, steps: int, batch_size: int = 512,
     slices of each batch, each a separate ``vmap``; the gradient is the same, but on a CPU XLA runs
     the independent slices concurrently on different cores (2 helps an unrolled flow,
     ``unroll=True``; with a scanned ``Stack`` the slices' loops run one after the other).
-    Same ``key`` -> same result.
+    ``ema``: a decay in (0, 1), e.g. 0.999: also keep the exponential moving average of the
+    parameters, ``avg <- ema * avg + (1 - ema) * params`` after every step (Polyak averaging); the
+    held-out NLL, early stopping and the returned ``model`` then use the average, which smooths
+    out the last steps' noise (with a constant learning rate, the last iterate is noisy). On a
+    non-finite loss the last good (not averaged) parameters are returned. Same ``key`` -> same result.
     """
     data, held_out = _validate(model, data, steps, batch_size, learning_rate, held_out, chunk, sub_batches)
     steps, batch_size, sub_batches = int(steps), int(batch_size), int(sub_batches)
+    if ema is not None and not 0.0 < float(ema) < 1.0:
+        raise ValueError(f"ema must be a decay in (0, 1) such as 0.999, or None, got {ema}.")
     chunk = int(chunk) if chunk is not None else min(steps, 500)
     if optimizer is None:
         optimizer = optax.adamw(optax.cosine_decay_schedule(learning_rate, steps), weight_decay=1e-4)
@@ -157,6 +163,11 @@ def fit(key, model: Distribution, data, *, steps: int, batch_size: int = 512,
         updates, opt_state = optimizer.update(grads, opt_state, m)
         return (optax.apply_updates(m, updates), opt_state), loss
 
+    def averaged_step(carry, k):
+        (m, opt_state), loss = step(carry[:2], k)
+        avg = carry[2] if ema is None else jax.tree_util.tree_map(lambda a, p: ema * a + (1 - ema) * p, carry[2], m)
+        return (m, opt_state, avg), loss
+
     def careful_step(carry, k):
         # Same update, but once a loss (or gradient) is non-finite everything freezes, and
         # `last` holds the parameters of the last step whose loss was finite.
@@ -170,8 +181,8 @@ def fit(key, model: Distribution, data, *, steps: int, batch_size: int = 512,
         return (pick(ok, new_m, m), last, pick(ok, new_state, opt_state), bad, i + 1), loss
 
     @jax.jit
-    def run_chunk(m, opt_state, keys):
-        return jax.lax.scan(step, (m, opt_state), keys)
+    def run_chunk(m, opt_state, avg, keys):
+        return jax.lax.scan(averaged_step, (m, opt_state, avg), keys)
 
     @jax.jit
     def run_chunk_carefully(m, opt_state, keys, start):
@@ -185,6 +196,7 @@ def fit(key, model: Distribution, data, *, steps: int, batch_size: int = 512,
         return -jnp.mean(_log_prob_chunked(m, x))
 
     opt_state = optimizer.init(model)
+    avg = model if ema is not None else ()  # the running average (nothing to carry without ema)
     losses, eval_steps, evals = [], [], []
     best, best_nll, since_best = model, math.inf, 0
     status, done = "done", 0
@@ -199,10 +211,10 @@ def fit(key, model: Distribution, data, *, steps: int, batch_size: int = 512,
             start = jnp.array(done)
             if n not in compiled:  # ahead-of-time, so compile time is measured apart from run time
                 tc = time.perf_counter()
-                compiled[n] = run_chunk.lower(model, opt_state, keys).compile()
+                compiled[n] = run_chunk.lower(model, opt_state, avg, keys).compile()
                 compile_seconds += time.perf_counter() - tc
             tr = time.perf_counter()
-            (new_model, new_state), chunk_loss = compiled[n](model, opt_state, keys)
+            (new_model, new_state, new_avg), chunk_loss = compiled[n](model, opt_state, avg, keys)
             chunk_loss = np.asarray(chunk_loss)
             run_seconds += time.perf_counter() - tr
             if not (np.all(np.isfinite(chunk_loss)) and all_finite(new_model)):
@@ -216,17 +228,18 @@ def fit(key, model: Distribution, data, *, steps: int, batch_size: int = 512,
                               "scale.", RuntimeWarning, stacklevel=2)
                 done = bad
                 break
-            model, opt_state = new_model, new_state
+            model, opt_state, avg = new_model, new_state, new_avg
             losses.append(chunk_loss)
             done += n
             post = {"loss": f"{float(chunk_loss[-min(50, n):].mean()):.4f}"}
+            current = model if ema is None else avg  # the model that fit returns
             if held_out is not None:
-                h = float(eval_nll(model, held_out))
+                h = float(eval_nll(current, held_out))
                 eval_steps.append(done)
                 evals.append(h)
                 post["held-out"] = f"{h:.4f}"
                 if h < best_nll:
-                    best, best_nll, since_best = model, h, 0
+                    best, best_nll, since_best = current, h, 0
                 else:
                     since_best += 1
                     if patience is not None and since_best >= patience:
@@ -240,6 +253,8 @@ def fit(key, model: Distribution, data, *, steps: int, batch_size: int = 512,
             bar.close()
     if status.startswith("early stop"):
         model = best
+    elif ema is not None and not status.startswith("non-finite"):
+        model = avg
     return FitResult(model, np.concatenate(losses) if losses else np.zeros(0), np.asarray(eval_steps),
                      np.asarray(evals), status, done, time.perf_counter() - t0, compile_seconds, run_seconds)
 

@@ -82,6 +82,8 @@ def test_non_finite_loss_stops_names_step_and_returns_last_good(banana):
     (dict(steps=10, chunk=0), "chunk"),
     (dict(steps=10, sub_batches=0), "sub_batches"),
     (dict(steps=10, batch_size=8, sub_batches=9), "sub_batches"),
+    (dict(steps=10, ema=1.0), "ema"),
+    (dict(steps=10, ema=-0.5), "ema"),
 ])
 def test_fit_rejects_bad_hyper_parameters(banana, kwargs, match):
     t, x = banana
@@ -184,3 +186,21 @@ def test_plot_is_loaded_on_first_use():
     code = "import sys, nfcore as nf; a = 'matplotlib' in sys.modules; nf.plot.use_style(); print(a, 'matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "True"]
+
+
+def test_ema_returns_the_running_average_of_the_parameters(banana):
+    """With ``ema=d`` after two steps: avg = d^2 m0 + d(1-d) m1 + (1-d) m2, where m1, m2 are the
+    plain iterates (chunk=1 makes the per-step keys the same for 1 and 2 steps)."""
+    t, x = banana
+    m0 = _small(x)
+    kw = dict(steps=2, chunk=1, batch_size=64, optimizer=optax.adam(1e-2), progress=False)
+    m1 = nf.fit(jax.random.PRNGKey(5), m0, x, **(kw | dict(steps=1))).model
+    m2 = nf.fit(jax.random.PRNGKey(5), m0, x, **kw).model
+    d = 0.7
+    avg = nf.fit(jax.random.PRNGKey(5), m0, x, ema=d, held_out=x[:500], **kw)
+    want = jax.tree_util.tree_map(lambda a, b, c: d * d * a + d * (1 - d) * b + (1 - d) * c, m0, m1, m2)
+    for got, exp, last in zip(jax.tree_util.tree_leaves(avg.model), jax.tree_util.tree_leaves(want),
+                              jax.tree_util.tree_leaves(m2)):
+        np.testing.assert_allclose(got, exp, rtol=1e-5, atol=1e-6)
+    assert any(not np.allclose(a, b) for a, b in zip(jax.tree_util.tree_leaves(avg.model), jax.tree_util.tree_leaves(m2)))
+    np.testing.assert_allclose(avg.held_out_nll[-1], float(nf.nll(avg.model, x[:500])), rtol=1e-5)
