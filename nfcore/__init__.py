@@ -2,7 +2,7 @@
 from .bijection import Bijection, bijection, static
 from .chain import Chain, Invert, Stack
 from .distributions import Normal, Transformed, Uniform
-from .elementwise import Affine, Exp, LeakyReLU, Logit, Scale, Shift, Sigmoid, Softplus, Tanh
+from .elementwise import Affine, Exp, LeakyReLU, Logit, Scale, Shift, Sigmoid, SmoothLeakyReLU, Softplus, Tanh
 from .linear import Linear
 from .lowrank import LowRankAffine
 
@@ -12,7 +12,7 @@ __all__ = [
     "Bijection", "bijection", "static",
     "Chain", "Invert", "Stack",
     "Normal", "Uniform", "Transformed",
-    "Shift", "Scale", "Affine", "Exp", "Softplus", "Sigmoid", "Logit", "Tanh", "LeakyReLU",
+    "Shift", "Scale", "Affine", "Exp", "Softplus", "Sigmoid", "Logit", "Tanh", "LeakyReLU", "SmoothLeakyReLU",
     "Linear", "LowRankAffine",
 ]
 

@@ -14,27 +14,30 @@ import jax
 
 from .chain import Chain
 from .distributions import Normal, Transformed
-from .elementwise import LeakyReLU
+from .elementwise import LeakyReLU, SmoothLeakyReLU
 from .layered import standardising_affine
 from .lowrank import LowRankAffine
 
 __all__ = ["mlp_flow"]
 
 
-def mlp_flow(key, dim: int = 2, layers: int = 6, rank: int = 2, shift=None, scale=None) -> Transformed:
+def mlp_flow(key, dim: int = 2, layers: int = 6, rank: int = 2, shift=None, scale=None,
+             smooth: float | None = None) -> Transformed:
     """``Transformed(Normal(dim), Chain([A_1, PReLU_1, ..., A_L, PReLU_L, A_{L+1}]))``, identity at init.
 
     A plain :class:`Chain` (not a scanned stack), so ``model.bijection.forward_trace(z)`` gives
     every intermediate point for the layer-by-layer picture. ``shift``/``scale`` (D,) initialise
     the last affine layer to the data's mean/std (its diagonal and shift), so the PReLU kinks
-    start where the standardised data is.
+    start where the standardised data is. ``smooth``: a ramp half-width ``delta`` > 0 to use
+    :class:`SmoothLeakyReLU` (continuous slope; trains reliably, chapter 4) instead of PReLU.
     """
     if int(layers) < 1 or int(rank) < 1 or int(dim) < 1:
         raise ValueError(f"mlp_flow needs dim, layers, rank >= 1, got dim={dim}, layers={layers}, rank={rank}.")
     keys = jax.random.split(key, layers + 1)
     parts = []
     for k in keys[:-1]:
-        parts += [LowRankAffine.init(k, dim, rank), LeakyReLU.identity(dim)]
+        kink = LeakyReLU.identity(dim) if smooth is None else SmoothLeakyReLU.identity(dim, smooth)
+        parts += [LowRankAffine.init(k, dim, rank), kink]
     last = LowRankAffine.init(keys[-1], dim, rank)
     standardise = standardising_affine(dim, shift, scale)  # validates shapes and scale > 0
     if standardise is not None:

@@ -130,11 +130,13 @@ def fit(key, model: Distribution, data, *, steps: int, batch_size: int = 512,
     slices of each batch, each a separate ``vmap``; the gradient is the same, but on a CPU XLA runs
     the independent slices concurrently on different cores (2 helps an unrolled flow,
     ``unroll=True``; with a scanned ``Stack`` the slices' loops run one after the other).
-    ``ema``: a decay in (0, 1), e.g. 0.999: also keep the exponential moving average of the
-    parameters, ``avg <- ema * avg + (1 - ema) * params`` after every step (Polyak averaging); the
-    held-out NLL, early stopping and the returned ``model`` then use the average, which smooths
-    out the last steps' noise (with a constant learning rate, the last iterate is noisy). On a
-    non-finite loss the last good (not averaged) parameters are returned. Same ``key`` -> same result.
+    ``ema``: a decay in (0, 1), e.g. 0.995: also keep the exponential moving average of the
+    parameters, ``avg <- ema * avg + (1 - ema) * params`` after every step from ``avg = 0``, used as
+    ``avg / (1 - ema^t)`` after ``t`` steps (debiased, as in Adam: a weighted mean of the iterates,
+    the initial model excluded). The held-out NLL, early stopping and the returned ``model`` then
+    use the average, which removes most of the last iterates' noise (with a constant learning rate
+    the last iterate jitters). On a non-finite loss the last good (not averaged) parameters are
+    returned. Same ``key`` -> same result.
     """
     data, held_out = _validate(model, data, steps, batch_size, learning_rate, held_out, chunk, sub_batches)
     steps, batch_size, sub_batches = int(steps), int(batch_size), int(sub_batches)
@@ -196,7 +198,11 @@ def fit(key, model: Distribution, data, *, steps: int, batch_size: int = 512,
         return -jnp.mean(_log_prob_chunked(m, x))
 
     opt_state = optimizer.init(model)
-    avg = model if ema is not None else ()  # the running average (nothing to carry without ema)
+    avg = jax.tree_util.tree_map(jnp.zeros_like, model) if ema is not None else ()  # nothing to carry without ema
+
+    def averaged(avg, t):
+        return jax.tree_util.tree_map(lambda a: a / (1 - ema**t), avg)
+
     losses, eval_steps, evals = [], [], []
     best, best_nll, since_best = model, math.inf, 0
     status, done = "done", 0
@@ -232,7 +238,7 @@ def fit(key, model: Distribution, data, *, steps: int, batch_size: int = 512,
             losses.append(chunk_loss)
             done += n
             post = {"loss": f"{float(chunk_loss[-min(50, n):].mean()):.4f}"}
-            current = model if ema is None else avg  # the model that fit returns
+            current = model if ema is None else averaged(avg, done)  # the model that fit returns
             if held_out is not None:
                 h = float(eval_nll(current, held_out))
                 eval_steps.append(done)
@@ -254,7 +260,7 @@ def fit(key, model: Distribution, data, *, steps: int, batch_size: int = 512,
     if status.startswith("early stop"):
         model = best
     elif ema is not None and not status.startswith("non-finite"):
-        model = avg
+        model = averaged(avg, done)
     return FitResult(model, np.concatenate(losses) if losses else np.zeros(0), np.asarray(eval_steps),
                      np.asarray(evals), status, done, time.perf_counter() - t0, compile_seconds, run_seconds)
 

@@ -104,6 +104,8 @@ ENTRIES = [
     Entry("Logit", lambda k: nf.Logit(), unit=True, x_extremes=(1e-6, 1 - 1e-6), rtol32=3e-4),
     Entry("Tanh", lambda k: nf.Tanh(), x_bound=4.0, y_extremes=(-1 + 1e-6, 1 - 1e-6), rtol32=3e-4),
     Entry("LeakyReLU", _prelu),
+    # delta 0.7 and log-slopes around -1: random points land on both sides of and inside the ramps
+    Entry("SmoothLeakyReLU", lambda k: nf.SmoothLeakyReLU(_rand(k, (D,)) - 1.0, 0.7)),
     Entry("Linear", _linear, rtol32=3e-5),
     Entry("LowRankAffine", _lowrank, rtol32=3e-5),
     Entry("Chain", lambda k: nf.Chain([_affine(k), _prelu(jax.random.fold_in(k, 1)), _linear(jax.random.fold_in(k, 2))]), rtol32=3e-5),

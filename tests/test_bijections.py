@@ -161,3 +161,29 @@ def test_low_rank_affine_matches_dense_matrix():
 def test_prelu_rejects_non_positive_slope():
     with pytest.raises(ValueError, match="slope"):
         nf.LeakyReLU.with_slope(0.0, 2)
+
+
+def test_smooth_leaky_relu_is_continuous_in_slope_and_reduces_to_prelu_outside_the_ramp():
+    b = nf.SmoothLeakyReLU(jnp.log(jnp.array([0.3])), delta=0.5)
+    p = nf.LeakyReLU(jnp.log(jnp.array([0.3])))
+    slope = jax.vmap(lambda u: jax.grad(lambda v: b.forward(v)[0])(jnp.array([u])))
+    eps = 1e-6
+    left, right = slope(jnp.array([-0.5 - eps, -0.5 + eps])), slope(jnp.array([0.5 - eps, 0.5 + eps]))
+    np.testing.assert_allclose(left[:, 0], [0.3, 0.3], atol=1e-5)   # no jump at -delta
+    np.testing.assert_allclose(right[:, 0], [1.0, 1.0], atol=1e-5)  # no jump at +delta
+    for u in (-3.0, -0.6, 0.6, 4.0):
+        np.testing.assert_allclose(b.forward(jnp.array([u])), p.forward(jnp.array([u])), rtol=1e-12)
+    with pytest.raises(ValueError, match="delta"):
+        nf.SmoothLeakyReLU(jnp.zeros(2), delta=0.0)
+
+
+def test_mlp_flow_smooth_uses_smooth_kinks_and_starts_as_the_identity():
+    m = nf.mlp_flow(jax.random.PRNGKey(0), 2, layers=3, smooth=0.5)
+    kinds = [type(b).__name__ for b in m.bijection.bijections]
+    assert kinds.count("SmoothLeakyReLU") == 3 and "LeakyReLU" not in kinds
+    z = jnp.array([0.2, -1.7])
+    y, ld = m.bijection.forward_and_log_det(z)
+    np.testing.assert_allclose(y, z, atol=1e-6)
+    assert abs(float(ld)) < 1e-6
+    with pytest.raises(ValueError, match="delta"):
+        nf.mlp_flow(jax.random.PRNGKey(0), 2, layers=2, smooth=-1.0)

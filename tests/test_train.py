@@ -189,8 +189,9 @@ def test_plot_is_loaded_on_first_use():
 
 
 def test_ema_returns_the_running_average_of_the_parameters(banana):
-    """With ``ema=d`` after two steps: avg = d^2 m0 + d(1-d) m1 + (1-d) m2, where m1, m2 are the
-    plain iterates (chunk=1 makes the per-step keys the same for 1 and 2 steps)."""
+    """With ``ema=d`` after two steps the debiased average is (d(1-d) m1 + (1-d) m2) / (1 - d^2)
+    = (d m1 + m2) / (1 + d), where m1, m2 are the plain iterates (chunk=1 makes the per-step keys
+    the same for 1 and 2 steps); the initial model m0 gets no weight."""
     t, x = banana
     m0 = _small(x)
     kw = dict(steps=2, chunk=1, batch_size=64, optimizer=optax.adam(1e-2), progress=False)
@@ -198,7 +199,7 @@ def test_ema_returns_the_running_average_of_the_parameters(banana):
     m2 = nf.fit(jax.random.PRNGKey(5), m0, x, **kw).model
     d = 0.7
     avg = nf.fit(jax.random.PRNGKey(5), m0, x, ema=d, held_out=x[:500], **kw)
-    want = jax.tree_util.tree_map(lambda a, b, c: d * d * a + d * (1 - d) * b + (1 - d) * c, m0, m1, m2)
+    want = jax.tree_util.tree_map(lambda b, c: (d * b + c) / (1 + d), m1, m2)
     for got, exp, last in zip(jax.tree_util.tree_leaves(avg.model), jax.tree_util.tree_leaves(want),
                               jax.tree_util.tree_leaves(m2)):
         np.testing.assert_allclose(got, exp, rtol=1e-5, atol=1e-6)
