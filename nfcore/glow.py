@@ -10,10 +10,10 @@ import jax
 import jax.numpy as jnp
 
 from .actnorm import ActNorm
-from .chain import Chain
+from .chain import Chain, Invert
 from .coupling import Coupling, alternating_masks
 from .distributions import Normal, Transformed, check_batch
-from .elementwise import Affine
+from .layered import standardising_affine
 from .linear import Linear
 from .spline import RationalQuadraticSpline
 from .transformers import AffineTransformer
@@ -33,11 +33,13 @@ def glow(key, dim: int, layers: int = 4, hidden=(64, 64), bins: int | None = Non
 
     **One step, in the density direction (data -> base, as in the Glow paper):**
     :class:`~nfcore.actnorm.ActNorm` -> :class:`~nfcore.linear.Linear` (LU, with a random fixed
-    permutation ``P``; the rest starts at the identity) -> :class:`~nfcore.coupling.Coupling`
+    permutation ``P``; the rest starts at the identity; wrapped in :class:`~nfcore.chain.Invert`
+    so that, as in the paper, the product ``W h`` runs in the density direction and sampling
+    applies ``W^-1``) -> :class:`~nfcore.coupling.Coupling`
     (affine, or a :class:`~nfcore.spline.RationalQuadraticSpline` on ``[-bound, bound]`` when
     ``bins`` is given; masks alternate between steps). Because a ``Chain`` lists layers in
     *forward* (base -> data) order, each step appears in the chain reversed,
-    ``[Coupling, Linear, ActNorm]``, and the step nearest the data is last.
+    ``[Coupling, Invert(Linear), ActNorm]``, and the step nearest the data is last.
 
     ``shift``/``scale`` (D,): an extra outermost :class:`~nfcore.elementwise.Affine` (data side),
     as in :func:`~nfcore.coupling.coupling_flow`. ``data`` (N, D): **data-dependent
@@ -60,20 +62,14 @@ def glow(key, dim: int, layers: int = 4, hidden=(64, 64), bins: int | None = Non
         x = check_batch(jnp.asarray(data), dim, "glow data")
         if x.ndim != 2:
             raise ValueError(f"glow data must be a batch of shape (N, {dim}), got shape {tuple(x.shape)}.")
-    outer = None
-    if shift is not None or scale is not None:
-        shift = jnp.zeros(dim) if shift is None else jnp.asarray(shift, dtype=jnp.float32)
-        scale = jnp.ones(dim) if scale is None else jnp.asarray(scale, dtype=jnp.float32)
-        if shift.shape != (dim,) or scale.shape != (dim,) or not bool(jnp.all(scale > 0)):
-            raise ValueError(f"shift and scale must have shape ({dim},) with scale > 0, got {shift.shape}, {scale.shape}.")
-        outer = Affine(shift, jnp.log(scale))
+    outer = standardising_affine(dim, shift, scale)  # None without shift/scale; validates them
 
     transformer = AffineTransformer() if bins is None else RationalQuadraticSpline(bins, bound)
     masks = alternating_masks(dim)
     steps = []  # density order: each entry (ActNorm, Linear, Coupling)
     for i, k in enumerate(jax.random.split(key, int(layers))):
         k_perm, k_coupling = jax.random.split(k)
-        steps.append([ActNorm.identity(dim), Linear.identity(dim, k_perm),
+        steps.append([ActNorm.identity(dim), Invert(Linear.identity(dim, k_perm)),
                       Coupling.init(k_coupling, masks[i % 2], hidden, transformer, activation)])
 
     if data is not None:

@@ -71,7 +71,9 @@ def test_glow_structure_and_data_init():
     m = glow(jax.random.PRNGKey(1), 2, layers=3, hidden=(32, 32), data=x)
     layers = m.bijection.bijections
     # forward order: each step reversed, the step nearest the data last
-    assert [type(b) for b in layers] == [Coupling, Linear, ActNorm] * 3
+    assert [type(b) for b in layers] == [Coupling, nf.Invert, ActNorm] * 3
+    # the LU product runs in the density direction (as in the Glow paper): Invert(Linear)
+    assert all(isinstance(b.bijection, Linear) for b in layers if isinstance(b, nf.Invert))
     # pushed through in the density direction, every ActNorm's base-side output is standardised
     push = jax.jit(lambda b, h: jax.vmap(b.inverse)(h))
     h = x
