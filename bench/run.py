@@ -38,6 +38,21 @@ def _setup():
     return nf, target, train_stats.mean(0), train_stats.std(0), test
 
 
+def _baseline_setup():
+    """The baseline trainer, ready to run: its module, the data, Adam, initial parameters and jitted step."""
+    import jax
+    import optax
+
+    sys.path.insert(0, HERE)
+    import baseline
+
+    nf, target, mean, std, test = _setup()
+    opt = optax.adam(LR)
+    params = baseline.init(jax.random.PRNGKey(0), LAYERS, HIDDEN)
+    step = baseline.make_train_step(opt, target.sample, mean, std, BATCH)
+    return baseline, nf, target, mean, std, test, opt, params, opt.init(params), step
+
+
 def matmul_flops_per_step():
     """Matmul FLOPs of one training step: per coupling the conditioner does B x (1x64 + 64x64 + 64x2)
     multiply-adds forward; the backward pass does twice that (input and weight gradients)."""
@@ -79,16 +94,8 @@ def case_nfcore(config="fast"):
 def case_baseline():
     import jax
     import jax.numpy as jnp
-    import optax
 
-    sys.path.insert(0, HERE)
-    import baseline
-
-    nf, target, mean, std, test = _setup()
-    opt = optax.adam(LR)
-    params = baseline.init(jax.random.PRNGKey(0), LAYERS, HIDDEN)
-    opt_state = opt.init(params)
-    step = baseline.make_train_step(opt, target.sample, mean, std, BATCH)
+    baseline, nf, target, mean, std, test, opt, params, opt_state, step = _baseline_setup()
     lp_test = target.log_prob(test)
     eval_lp = jax.jit(lambda p: jnp.mean(lp_test - baseline.log_prob(p, test, mean, std)))
     tc = time.perf_counter()
@@ -124,16 +131,8 @@ def case_speed(rounds=5, steps=1000):
     machine hits all of them alike; each reports the median over rounds. nfcore's time is
     ``FitResult.run_seconds`` (compilation excluded, like the baseline's warmed-up loop)."""
     import jax
-    import optax
 
-    sys.path.insert(0, HERE)
-    import baseline
-
-    nf, target, mean, std, test = _setup()
-    opt = optax.adam(LR)
-    params = baseline.init(jax.random.PRNGKey(0), LAYERS, HIDDEN)
-    opt_state = opt.init(params)
-    step = baseline.make_train_step(opt, target.sample, mean, std, BATCH)
+    baseline, nf, target, mean, std, test, opt, params, opt_state, step = _baseline_setup()
     key = jax.random.PRNGKey(3)
     for i in range(20):  # compile and warm up
         params, opt_state, loss = step(params, opt_state, jax.random.fold_in(key, i))
