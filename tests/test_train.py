@@ -35,6 +35,7 @@ def test_fit_learns_the_banana_from_a_sampler(banana):
     r = nf.fit(jax.random.PRNGKey(2), _small(x), t.sample, steps=1500, chunk=500, progress=False)
     kl, se = nf.kl_divergence(r.model, t, x[:5000])
     assert r.status == "done" and r.steps == 1500 and r.loss.shape == (1500,)
+    assert r.chunk_seconds.shape == (3,) and np.isclose(r.chunk_seconds.sum(), r.run_seconds)
     assert kl < 0.05 and se < 0.01, (kl, se)
 
 
@@ -205,3 +206,10 @@ def test_ema_returns_the_running_average_of_the_parameters(banana):
         np.testing.assert_allclose(got, exp, rtol=1e-5, atol=1e-6)
     assert any(not np.allclose(a, b) for a, b in zip(jax.tree_util.tree_leaves(avg.model), jax.tree_util.tree_leaves(m2)))
     np.testing.assert_allclose(avg.held_out_nll[-1], float(nf.nll(avg.model, x[:500])), rtol=1e-5)
+
+
+def test_compiler_options_reach_xla(banana):
+    t, x = banana
+    with pytest.raises(Exception, match="no_such_xla_option"):
+        nf.fit(jax.random.PRNGKey(0), _small(x), x, steps=2, chunk=2, compiler_options={"no_such_xla_option": 1},
+               progress=False)
