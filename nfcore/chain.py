@@ -68,8 +68,8 @@ class Stack(Bijection):
 
     ``unroll`` (static) is passed to ``lax.scan``: ``1`` compiles one layer and loops over it;
     ``True`` lets XLA see all ``n`` layers at once (longer compilation, growing with ``n``, but
-    on a CPU ~1.2x faster training steps for shallow flows: no loop, no stacked buffers of
-    intermediates for the gradient); ``k`` unrolls ``k`` layers per loop iteration.
+    faster training steps on a CPU: no loop, no stacked buffers of intermediates for the
+    gradient; see bench/RESULTS.md); ``k`` unrolls ``k`` layers per loop iteration.
     """
 
     layers: Bijection

@@ -66,7 +66,7 @@ def glow(key, dim: int, layers: int = 4, hidden=(64, 64), bins: int | None = Non
 
     transformer = AffineTransformer() if bins is None else RationalQuadraticSpline(bins, bound)
     masks = alternating_masks(dim)
-    steps = []  # density order: each entry (ActNorm, Linear, Coupling)
+    steps = []  # density order: each entry (ActNorm, Invert(Linear), Coupling)
     for i, k in enumerate(jax.random.split(key, int(layers))):
         k_perm, k_coupling = jax.random.split(k)
         steps.append([ActNorm.identity(dim), Invert(Linear.identity(dim, k_perm)),

@@ -146,7 +146,7 @@ def fit(key, model: Distribution, data, *, steps: int, batch_size: int = 512,
     data, held_out = _validate(model, data, steps, batch_size, learning_rate, held_out, chunk, sub_batches)
     steps, batch_size, sub_batches = int(steps), int(batch_size), int(sub_batches)
     if ema is not None and not 0.0 < float(ema) < 1.0:
-        raise ValueError(f"ema must be a decay in (0, 1) such as 0.999, or None, got {ema}.")
+        raise ValueError(f"ema must be a decay in (0, 1) such as 0.995, or None, got {ema}.")
     chunk = int(chunk) if chunk is not None else min(steps, 500)
     if optimizer is None:
         optimizer = optax.adamw(optax.cosine_decay_schedule(learning_rate, steps), weight_decay=1e-4)
