@@ -15,7 +15,7 @@ import dataclasses
 
 import jax
 
-__all__ = ["Bijection", "bijection", "static", "check_sample"]
+__all__ = ["Bijection", "bijection", "static", "check_sample", "positive_int"]
 
 
 def static(**kwargs):
@@ -41,6 +41,17 @@ def check_sample(x, dim: int | None, who: str) -> None:
             f"{who} acts on one sample of shape {want}, got shape {shape}; "
             "batch with jax.vmap (or use a distribution's log_prob, which accepts (N, D))."
         )
+
+
+def positive_int(v, name: str) -> int:
+    """``int(v)``, or ``ValueError`` naming ``name`` unless ``v`` is a positive integer (not a bool)."""
+    try:
+        ok = not isinstance(v, bool) and int(v) == v and int(v) >= 1
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be a positive integer, got {v!r}.")
+    return int(v)
 
 
 class Bijection:

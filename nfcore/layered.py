@@ -12,6 +12,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from .bijection import positive_int
 from .chain import Chain, Stack
 from .distributions import Normal, Transformed
 from .elementwise import Affine
@@ -46,13 +47,7 @@ def layered_flow(key, dim: int, layers: int, make_layer: Callable, period: int |
     :func:`standardising_affine`. ``unroll``: see :class:`Stack` (``True`` trades compile time for
     faster steps on a CPU). Keys for ``period=2`` are split exactly as in ``coupling_flow``.
     """
-    try:
-        ok = not isinstance(layers, bool) and int(layers) == layers and int(layers) >= 1
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"layers must be a positive integer, got {layers!r}.")
-    layers = int(layers)
+    layers = positive_int(layers, "layers")
     if period is not None and int(period) < 1:
         raise ValueError(f"period must be a positive integer or None, got {period!r}.")
     final = standardising_affine(dim, shift, scale)  # validate before building anything

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .bijection import bijection, static
+from .bijection import bijection, positive_int, static
 from .nn import ACTIVATIONS
 
 __all__ = ["MADE", "hidden_degrees", "ORDERS"]
@@ -151,7 +151,7 @@ class MADE:
 
 def check_made_args(dim, hidden, n_params, activation):
     """Validate MADE arguments; return ``(dim, hidden, n_params)`` as ints / a tuple of ints."""
-    dim, n_params = _positive_int(dim, "dim"), _positive_int(n_params, "n_params")
+    dim, n_params = positive_int(dim, "dim"), positive_int(n_params, "n_params")
     try:
         hidden = tuple(int(h) for h in hidden)
     except (TypeError, ValueError):
@@ -162,13 +162,3 @@ def check_made_args(dim, hidden, n_params, activation):
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}.")
     return dim, hidden, n_params
-
-
-def _positive_int(v, name: str) -> int:
-    try:
-        ok = not isinstance(v, bool) and int(v) == v and int(v) >= 1
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}.")
-    return int(v)
