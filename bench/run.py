@@ -169,7 +169,7 @@ def case_maf_cost():
             layer = jax.tree_util.tree_map(lambda a: a + 0.01, layer)  # non-identity
             model = nf.Transformed(nf.Normal(dim), layer)
             x = model.sample(jax.random.PRNGKey(1), 1000)
-            density = jax.jit(jax.vmap(model._log_prob_one))
+            density = jax.jit(jax.vmap(model.log_prob_one))
             sample = jax.jit(lambda k: model.sample(k, 1000))
             density(x).block_until_ready()
             sample(jax.random.PRNGKey(2)).block_until_ready()
@@ -199,7 +199,7 @@ def case_nsf(loop: bool):
     @jax.jit
     def step(m, s, key):
         batch = target.sample(key, BATCH)
-        loss, g = jax.value_and_grad(lambda m: -jax.numpy.mean(jax.vmap(m._log_prob_one)(batch)))(m)
+        loss, g = jax.value_and_grad(lambda m: -jax.numpy.mean(jax.vmap(m.log_prob_one)(batch)))(m)
         u, s = opt.update(g, s, m)
         return optax.apply_updates(m, u), s, loss
 

@@ -1,42 +1,48 @@
-"""nfcore — a small, tested normalizing-flow library in plain JAX (the code behind the course)."""
-from .bijection import Bijection, bijection, static
-from .chain import Chain, Invert, Stack
-from .distributions import Normal, Transformed, Uniform
+"""nfcore — a small, tested normalizing-flow library in plain JAX (the code behind the course).
+
+Module map (layers import only the protocol, ``nn``, ``transformers`` and ``validate``; every
+model builder lives in ``flows``):
+
+- ``bijection``: the protocol (``Bijection``, ``pytree``, ``static``); ``validate``: argument checks
+- layers: ``elementwise``, ``linear``, ``lowrank``, ``actnorm``, ``coupling``, ``made``,
+  ``autoregressive``, ``chain`` (``Chain``, ``Invert``, ``Stack``, ``unrolled``)
+- ``transformers`` (additive, affine, and ``spline``'s rational-quadratic spline), ``nn`` (MLP)
+- ``distributions``, ``targets``; ``flows`` (factories); ``train`` (``train``, ``fit``, metrics)
+- ``io`` (``save``/``load``), ``testing`` (checks shared by the tests and the chapters), ``plot``
+"""
+from .bijection import Bijection, pytree, static
+from .chain import Chain, Invert, Stack, unrolled
+from .distributions import Distribution, Normal, Transformed, Uniform
 from .elementwise import Affine, Exp, LeakyReLU, Logit, Scale, Shift, Sigmoid, SmoothLeakyReLU, Softplus, Tanh
 from .linear import Linear
 from .lowrank import LowRankAffine
+from .actnorm import ActNorm
+from .coupling import Coupling, alternating_masks
+from .made import MADE
+from .autoregressive import MaskedAutoregressive
+from .spline import RationalQuadraticSpline
+from .nn import MLP
+from . import nn, targets, transformers, validate
+from .flows import coupling_flow, glow, iaf, layered_flow, maf, mlp_flow, nice, nsf, realnvp
+from .train import FitResult, fit, kl_divergence, nll, train
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
-    "Bijection", "bijection", "static",
-    "Chain", "Invert", "Stack",
-    "Normal", "Uniform", "Transformed",
+    "Bijection", "pytree", "static", "Chain", "Invert", "Stack", "unrolled",
+    "Distribution", "Normal", "Uniform", "Transformed",
     "Shift", "Scale", "Affine", "Exp", "Softplus", "Sigmoid", "Logit", "Tanh", "LeakyReLU", "SmoothLeakyReLU",
-    "Linear", "LowRankAffine",
+    "Linear", "LowRankAffine", "ActNorm", "Coupling", "alternating_masks", "MADE", "MaskedAutoregressive",
+    "RationalQuadraticSpline", "MLP", "nn", "plot", "targets", "transformers", "validate", "testing",
+    "coupling_flow", "realnvp", "nice", "nsf", "maf", "iaf", "glow", "mlp_flow", "layered_flow",
+    "FitResult", "fit", "train", "nll", "kl_divergence",
 ]
-
-from . import nn, targets, transformers  # noqa: E402
-from .coupling import Coupling, alternating_masks, coupling_flow, nice, realnvp  # noqa: E402
-from .actnorm import ActNorm  # noqa: E402
-from .autoregressive import MaskedAutoregressive, iaf, maf  # noqa: E402
-from .glow import glow  # noqa: E402
-from .layered import layered_flow  # noqa: E402
-from .made import MADE  # noqa: E402
-from .mlp_flow import mlp_flow  # noqa: E402
-from .spline import RationalQuadraticSpline, nsf  # noqa: E402
-from .nn import MLP  # noqa: E402
-from .train import FitResult, fit, kl_divergence, nll  # noqa: E402
-
-__all__ += ["nn", "plot", "targets", "transformers", "Coupling", "alternating_masks", "coupling_flow",
-            "nice", "realnvp", "mlp_flow", "MLP", "ActNorm", "MaskedAutoregressive", "maf", "iaf",
-            "glow", "layered_flow", "MADE", "RationalQuadraticSpline", "nsf", "FitResult", "fit", "kl_divergence", "nll"]
 
 
 def __getattr__(name):
-    # nfcore.plot imports matplotlib (~0.3 s, ~35 MB): loaded on first use, not with nfcore
-    if name == "plot":
+    # nfcore.plot imports matplotlib (~0.3 s, ~35 MB) and nfcore.testing is for checks: loaded on first use
+    if name in ("plot", "testing"):
         import importlib
 
-        return importlib.import_module(".plot", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'nfcore' has no attribute {name!r}")

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from .bijection import bijection, check_sample
-from .distributions import check_batch
+from .validate import check_batch
 from .elementwise import Affine
 
 __all__ = ["ActNorm"]
@@ -16,7 +15,6 @@ __all__ = ["ActNorm"]
 _DIRECTIONS = ("inverse", "forward")
 
 
-@bijection
 class ActNorm(Affine):
     """``y = x * exp(log_scale) + shift`` per dimension — :class:`~nfcore.elementwise.Affine`
     (same parameters ``shift``, ``log_scale`` (D,), same maps and log-dets: forward
@@ -70,11 +68,3 @@ class ActNorm(Affine):
         if direction == "inverse":
             return cls(mean, jnp.log(std))
         return cls(-mean / std, -jnp.log(std))
-
-    def forward_and_log_det(self, x):
-        check_sample(x, self.shift.shape[-1], "ActNorm")
-        return super().forward_and_log_det(x)
-
-    def inverse_and_log_det(self, y):
-        check_sample(y, self.shift.shape[-1], "ActNorm")
-        return super().inverse_and_log_det(y)

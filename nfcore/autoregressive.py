@@ -1,4 +1,4 @@
-"""Masked autoregressive flows: MAF and IAF, one implementation, and the ``maf`` / ``iaf`` factories.
+"""Masked autoregressive layers: MAF and IAF, one implementation.
 
 An autoregressive layer transforms each variable with parameters that depend only on the
 variables before it in a chosen order, ``y_i = tau(u_i; MADE(w)_i)`` with ``MADE(w)_i`` a function
@@ -12,26 +12,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .bijection import Bijection, bijection, check_sample, static
-from .layered import layered_flow
+from .bijection import Bijection, static
 from .made import MADE, check_made_args
-from .transformers import AffineTransformer
+from .transformers import AffineTransformer, check_transformer
 
-__all__ = ["MaskedAutoregressive", "maf", "iaf", "DIRECTIONS", "FLOW_ORDERS"]
+__all__ = ["MaskedAutoregressive", "DIRECTIONS"]
 
 DIRECTIONS = ("inverse", "forward")  # which pass is parallel: MAF, IAF
-FLOW_ORDERS = ("alternate", "random")
 
 
-def _check_transformer(transformer) -> None:
-    n = getattr(transformer, "n_params", None)
-    if not (isinstance(n, int) and n >= 1 and callable(getattr(transformer, "forward", None))
-            and callable(getattr(transformer, "inverse", None))):
-        raise ValueError(f"transformer must have an integer n_params >= 1 and forward(x, params) / inverse(y, params) "
-                         f"methods (like nfcore.transformers.AffineTransformer()), got {transformer!r}.")
-
-
-@bijection
 class MaskedAutoregressive(Bijection):
     """An autoregressive layer ``x_i = tau(z_i; MADE(.)_i)`` — MAF or IAF by one static flag.
 
@@ -66,13 +55,13 @@ class MaskedAutoregressive(Bijection):
                              f"sampling), got {self.parallel!r}.")
 
     @classmethod
-    def init(cls, key, dim: int, hidden=(64, 64), transformer=AffineTransformer(), order="natural",
+    def init(cls, key, dim: int, *, hidden=(64, 64), transformer=AffineTransformer(), order="natural",
              parallel: str = "inverse", activation: str = "silu") -> "MaskedAutoregressive":
         """Identity at init (the MADE's last layer is zero). ``order``: see :meth:`MADE.init`."""
-        _check_transformer(transformer)
+        check_transformer(transformer)
         if parallel not in DIRECTIONS:
             raise ValueError(f"parallel must be 'inverse' (MAF) or 'forward' (IAF), got {parallel!r}.")
-        made = MADE.init(key, dim, hidden, transformer.n_params, order, activation)
+        made = MADE.init(key, dim, hidden=hidden, n_params=transformer.n_params, order=order, activation=activation)
         return cls(made, transformer, parallel)
 
     @property
@@ -87,21 +76,21 @@ class MaskedAutoregressive(Bijection):
                              f"{self.transformer.n_params}).")
         return p
 
-    def _one_pass(self, u, fn):
+    def one_pass(self, u, fn):
         """``fn(u; MADE(u))``: the conditioner reads the input being transformed."""
         y, ld = fn(u, self._params(u))
         return y, jnp.sum(ld)
 
-    def _sequential_pass(self, v, y):
+    def sequential_pass(self, v, y):
         """One pass ``y <- tau^{+-1}(v; MADE(y))`` of the sequential direction, with its log-det."""
         fn = self.transformer.forward if self.parallel == "inverse" else self.transformer.inverse
         out, ld = fn(v, self._params(y))
         return out, jnp.sum(ld)
 
     @jax.jit  # self is a pytree: eager calls, and their jvp / vmap, reuse one compiled loop
-    def _d_passes(self, v):
+    def d_passes(self, v):
         """Solve ``y = tau^{+-1}(v; MADE(y))`` by ``D`` fixed-point passes (exact after ``D``, not approximate)."""
-        y, ld = self._sequential_pass(v, jnp.zeros_like(v))  # outside the loop: fixes the carry's dtype
+        y, ld = self.sequential_pass(v, jnp.zeros_like(v))  # outside the loop: fixes the carry's dtype
         if self.dim > 1:
             # rows of MADE(y) of rank <= k depend on ranks < k only, so the log-det of the last pass
             # (computed from MADE(y_{D-1}) = MADE(y_D)) is the exact one
@@ -109,57 +98,17 @@ class MaskedAutoregressive(Bijection):
         return y, ld
 
     def forward_and_log_det(self, z):
-        check_sample(z, self.dim, "MaskedAutoregressive")
         if self.parallel == "forward":
-            return self._one_pass(z, self.transformer.forward)
-        return self._d_passes(z)
+            return self.one_pass(z, self.transformer.forward)
+        return self.d_passes(z)
 
     def inverse_and_log_det(self, x):
-        check_sample(x, self.dim, "MaskedAutoregressive")
         if self.parallel == "inverse":
-            return self._one_pass(x, self.transformer.inverse)
-        return self._d_passes(x)
+            return self.one_pass(x, self.transformer.inverse)
+        return self.d_passes(x)
 
 
 def _next_pass(_, carry):
     # module level, not a closure: JAX's trace cache then reuses the loop body across calls
     layer, v, y, _ = carry
-    return (layer, v, *layer._sequential_pass(v, y))
-
-
-def _autoregressive_flow(key, dim, layers, hidden, transformer, order, activation, shift, scale, parallel, unroll):
-    _check_transformer(transformer)
-    check_made_args(dim, hidden, transformer.n_params, activation)  # up front, not inside the vmapped init
-    if not (isinstance(order, str) and order in FLOW_ORDERS):
-        raise ValueError(f"order must be 'alternate' (natural and reversed orders in turn, scanned) or 'random' "
-                         f"(a random order per layer, drawn from the key), got {order!r}.")
-    orders, period = (("natural", "reversed"), 2) if order == "alternate" else (None, None)
-
-    def make_layer(k, i):
-        return MaskedAutoregressive.init(k, dim, hidden, transformer, "random" if orders is None else orders[i],
-                                         parallel, activation)
-
-    return layered_flow(key, dim, layers, make_layer, period, shift, scale, unroll)
-
-
-def maf(key, dim: int, layers: int = 5, hidden=(64, 64), transformer=AffineTransformer(), order: str = "alternate",
-        activation: str = "silu", shift=None, scale=None, unroll: int | bool = 1):
-    """Masked autoregressive flow: ``Transformed(Normal(dim), ...)`` of ``layers`` MAF layers.
-
-    Density (``log_prob``, training) in one MADE pass per layer; sampling in ``dim`` passes per layer.
-    ``order="alternate"``: natural and reversed orders in turn, pairs stacked with ``lax.scan``
-    (compile time flat in depth); ``"random"``: an independent random order per layer (a plain
-    ``Chain``). ``transformer``: ``AffineTransformer()`` (soft-clamped, the MAF of Papamakarios
-    et al. 2017), ``Additive()``, or any transformer object. ``hidden``: MADE widths, each
-    ``>= dim - 1``. ``shift``/``scale`` (D,): a final trainable ``Affine`` initialised to the
-    data's mean/std. ``unroll``: see :class:`~nfcore.chain.Stack`. Identity at init.
-    """
-    return _autoregressive_flow(key, dim, layers, hidden, transformer, order, activation, shift, scale, "inverse", unroll)
-
-
-def iaf(key, dim: int, layers: int = 5, hidden=(64, 64), transformer=AffineTransformer(), order: str = "alternate",
-        activation: str = "silu", shift=None, scale=None, unroll: int | bool = 1):
-    """Inverse autoregressive flow: as :func:`maf` with the cheap direction swapped — sampling and
-    ``sample_and_log_prob`` in one pass per layer, ``log_prob`` of given data in ``dim`` passes per layer
-    (Kingma, Salimans, Jozefowicz, Chen, Sutskever & Welling 2016)."""
-    return _autoregressive_flow(key, dim, layers, hidden, transformer, order, activation, shift, scale, "forward", unroll)
+    return (layer, v, *layer.sequential_pass(v, y))

@@ -6,16 +6,21 @@ A bijection is a small JAX pytree that acts on **one unbatched sample** of shape
 * ``inverse_and_log_det(x) -> (z, log|det J_{f^-1}(x)|)`` — data space to base space,
   whose log-det is minus the forward one at ``z = f^-1(x)``.
 
-Callers batch with :func:`jax.vmap`. Every array leaf is a trainable (unconstrained)
-parameter; everything else is static metadata declared with :func:`static`.
+Callers batch with :func:`jax.vmap`. Subclassing :class:`Bijection` is all a layer needs: the
+class becomes a frozen dataclass registered as a pytree (array fields are the trainable,
+unconstrained parameters; fields made with :func:`static` are metadata), and both methods are
+wrapped once with the one-sample shape check, which names the concrete class.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 
-__all__ = ["Bijection", "bijection", "static", "check_sample", "positive_int"]
+from .validate import check_sample
+
+__all__ = ["Bijection", "pytree", "static"]
 
 
 def static(**kwargs):
@@ -23,52 +28,63 @@ def static(**kwargs):
     return dataclasses.field(metadata={"static": True}, **kwargs)
 
 
-def bijection(cls):
-    """Class decorator: a frozen dataclass registered as a JAX pytree.
+def pytree(cls):
+    """Class decorator: ``cls`` as a frozen dataclass registered as a JAX pytree.
 
-    Fields made with :func:`static` are metadata; all other fields are pytree children.
+    For pytrees that are not bijections (distributions, targets, networks). Fields made with
+    :func:`static` are metadata; all other fields are children (leaves when they are arrays).
     """
     cls = dataclasses.dataclass(frozen=True)(cls)
-    return jax.tree_util.register_dataclass(cls)
+    fields = dataclasses.fields(cls)
+    data = [f.name for f in fields if f.init and not f.metadata.get("static")]
+    meta = [f.name for f in fields if f.init and f.metadata.get("static")]
+    return jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=meta)
 
 
-def check_sample(x, dim: int | None, who: str) -> None:
-    """Raise ``ValueError`` unless ``x`` is one sample of shape ``(dim,)``."""
-    shape = getattr(x, "shape", None)
-    if shape is None or len(shape) != 1 or (dim is not None and shape[0] != dim):
-        want = f"({dim},)" if dim is not None else "(D,)"
-        raise ValueError(
-            f"{who} acts on one sample of shape {want}, got shape {shape}; "
-            "batch with jax.vmap (or use a distribution's log_prob, which accepts (N, D))."
-        )
+def _checked(method):
+    """Wrap ``method(self, x, ...)`` with the one-sample shape check (once)."""
+    if getattr(method, "_checks_shape", False):
+        return method
 
+    @functools.wraps(method)
+    def checked(self, x, *args, **kwargs):
+        check_sample(x, self.dim, type(self).__name__)
+        return method(self, x, *args, **kwargs)
 
-def positive_int(v, name: str) -> int:
-    """``int(v)``, or ``ValueError`` naming ``name`` unless ``v`` is a positive integer (not a bool)."""
-    try:
-        ok = not isinstance(v, bool) and int(v) == v and int(v) >= 1
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}.")
-    return int(v)
+    checked._checks_shape = True
+    return checked
 
 
 class Bijection:
-    """Base class: subclasses implement the two ``*_and_log_det`` methods."""
+    """Base class of every layer: subclasses define fields and the two ``*_and_log_det`` methods.
 
-    def forward_and_log_det(self, x):  # pragma: no cover - abstract
-        """Map one base-space sample ``(D,)`` to data space; return ``(y, log|det J_f(x)|)``."""
+    ``dim`` is the sample length the layer accepts (``None``: any; layers with parameters of
+    shape ``(D,)`` override it so that a wrong length is caught with both shapes named).
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in ("forward_and_log_det", "inverse_and_log_det"):
+            if name in cls.__dict__:
+                setattr(cls, name, _checked(cls.__dict__[name]))
+        pytree(cls)
+
+    @property
+    def dim(self) -> int | None:
+        return None
+
+    def forward_and_log_det(self, z):  # pragma: no cover - abstract
+        """Map one base-space sample ``(D,)`` to data space; return ``(x, log|det J_f(z)|)``."""
         raise NotImplementedError
 
-    def inverse_and_log_det(self, y):  # pragma: no cover - abstract
-        """Map one data-space sample ``(D,)`` back; return ``(x, log|det J_{f^-1}(y)|)``."""
+    def inverse_and_log_det(self, x):  # pragma: no cover - abstract
+        """Map one data-space sample ``(D,)`` back; return ``(z, log|det J_{f^-1}(x)|)``."""
         raise NotImplementedError
 
-    def forward(self, x):
-        """``f(x)`` for one sample ``(D,)``."""
-        return self.forward_and_log_det(x)[0]
+    def forward(self, z, *args, **kwargs):
+        """``f(z)`` for one sample ``(D,)``."""
+        return self.forward_and_log_det(z, *args, **kwargs)[0]
 
-    def inverse(self, y):
-        """``f^-1(y)`` for one sample ``(D,)``."""
-        return self.inverse_and_log_det(y)[0]
+    def inverse(self, x, *args, **kwargs):
+        """``f^-1(x)`` for one sample ``(D,)``."""
+        return self.inverse_and_log_det(x, *args, **kwargs)[0]

@@ -1,15 +1,21 @@
-"""Composition: ``Chain`` (list order = data-flow order), ``Invert`` and ``Stack`` (scanned layers)."""
+"""Composition: ``Chain`` (list order = data-flow order), ``Invert`` and ``Stack`` (scanned layers).
+
+``Chain([f_1, ..., f_n])`` is ``f_n o ... o f_1`` with summed log-dets; ``Stack`` is the same for
+``n`` layers of one structure under ``lax.scan`` (compile time flat in depth).
+References: Rezende & Mohamed (2015) for composing flows; distrax/FlowJAX for the API shapes.
+"""
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
 
-from .bijection import Bijection, bijection, static
+from .bijection import Bijection, static
 
-__all__ = ["Chain", "Invert", "Stack"]
+__all__ = ["Chain", "Invert", "Stack", "unrolled"]
 
 
-@bijection
 class Chain(Bijection):
     """``f = f_n o ... o f_2 o f_1`` for ``Chain([f_1, f_2, ..., f_n])``: ``f_1`` is applied first.
 
@@ -20,7 +26,11 @@ class Chain(Bijection):
     bijections: tuple
 
     def __init__(self, bijections):
-        object.__setattr__(self, "bijections", tuple(bijections))
+        bijections = tuple(bijections)
+        for i, b in enumerate(bijections):
+            if isinstance(b, type) or callable(b) and not isinstance(b, Bijection):
+                raise ValueError(f"Chain entry {i} must be a bijection instance (e.g. nf.Exp()), got {b!r}.")
+        object.__setattr__(self, "bijections", bijections)
 
     def forward_and_log_det(self, x):
         total = jnp.zeros((), x.dtype)
@@ -45,7 +55,6 @@ class Chain(Bijection):
         return out
 
 
-@bijection
 class Invert(Bijection):
     """``f^-1`` as a bijection: swaps ``forward_and_log_det`` and ``inverse_and_log_det``."""
 
@@ -58,7 +67,6 @@ class Invert(Bijection):
         return self.bijection.forward_and_log_det(y)
 
 
-@bijection
 class Stack(Bijection):
     """``n`` copies of one layer type applied in order with :func:`jax.lax.scan`.
 
@@ -66,23 +74,18 @@ class Stack(Bijection):
     (build it with ``jax.vmap(init)(keys)``). Tracing one layer instead of ``n`` keeps compile
     time flat in depth. Equivalent to ``Chain([layer_0, ..., layer_{n-1}])``.
 
-    ``unroll`` (static) is passed to ``lax.scan``: ``1`` compiles one layer and loops over it;
-    ``True`` lets XLA see all ``n`` layers at once (longer compilation, growing with ``n``, but
-    faster training steps on a CPU: no loop, no stacked buffers of intermediates for the
-    gradient; see bench/RESULTS.md); ``k`` unrolls ``k`` layers per loop iteration.
+    ``unroll`` (static, passed to ``lax.scan``): ``1`` compiles one layer and loops over it;
+    ``True`` lets XLA see all ``n`` layers at once. Set it for a whole model with
+    :func:`unrolled` — the one place where the compile strategy is chosen.
     """
 
     layers: Bijection
     unroll: int | bool = static(default=1)
 
     def __post_init__(self):
-        self.check_unroll(self.unroll)
-
-    @staticmethod
-    def check_unroll(unroll):
-        """Raise ``ValueError`` unless ``unroll`` is ``True`` or a positive integer."""
-        if not (unroll is True or (isinstance(unroll, int) and not isinstance(unroll, bool) and unroll >= 1)):
-            raise ValueError(f"unroll must be True (unroll every layer) or a positive integer, got {unroll!r}.")
+        u = self.unroll
+        if not (u is True or (isinstance(u, int) and not isinstance(u, bool) and u >= 1)):
+            raise ValueError(f"unroll must be True (unroll every layer) or a positive integer, got {u!r}.")
 
     @property
     def n_layers(self) -> int:
@@ -92,28 +95,34 @@ class Stack(Bijection):
         """Layer ``i`` as an ordinary bijection."""
         return jax.tree_util.tree_map(lambda a: a[i], self.layers)
 
-    def _dtype(self, x):
-        # the scan carry must keep one dtype: that of the sample promoted with the parameters
-        return jnp.result_type(x, *jax.tree_util.tree_leaves(self.layers))
-
-    def forward_and_log_det(self, x):
+    def _scan(self, x, method: str, reverse: bool):
         def step(carry, layer):
             x, total = carry
-            x, ld = layer.forward_and_log_det(x)
+            x, ld = getattr(layer, method)(x)
             return (x, total + ld), None
 
-        x = x.astype(self._dtype(x))
-        (x, total), _ = jax.lax.scan(step, (x, jnp.zeros((), x.dtype)), self.layers,
+        # the scan carry keeps one dtype: that of the sample promoted with the parameters
+        x = x.astype(jnp.result_type(x, *jax.tree_util.tree_leaves(self.layers)))
+        (x, total), _ = jax.lax.scan(step, (x, jnp.zeros((), x.dtype)), self.layers, reverse=reverse,
                                       unroll=self.unroll)
         return x, total
 
-    def inverse_and_log_det(self, y):
-        def step(carry, layer):
-            y, total = carry
-            y, ld = layer.inverse_and_log_det(y)
-            return (y, total + ld), None
+    def forward_and_log_det(self, z):
+        return self._scan(z, "forward_and_log_det", reverse=False)
 
-        y = y.astype(self._dtype(y))
-        (y, total), _ = jax.lax.scan(step, (y, jnp.zeros((), y.dtype)), self.layers, reverse=True,
-                                      unroll=self.unroll)
-        return y, total
+    def inverse_and_log_det(self, x):
+        return self._scan(x, "inverse_and_log_det", reverse=True)
+
+
+def unrolled(model, unroll: int | bool = True):
+    """``model`` with every :class:`Stack` compiled as ``lax.scan(..., unroll=unroll)``.
+
+    The compile strategy, chosen in one place. Default scanned stacks (``unroll=1``) compile one
+    layer whatever the depth; unrolled ones let XLA fuse across layers — longer compilation
+    (growing with depth), and on a CPU faster steps for some models and not others (measured in
+    ``bench/RESULTS.md``; chapter 12). Chains (e.g. random-order ``maf``, ``glow``) are already
+    unrolled; the parameters are unchanged, only static metadata.
+    """
+    return jax.tree_util.tree_map(
+        lambda n: dataclasses.replace(n, unroll=unroll) if isinstance(n, Stack) else n,
+        model, is_leaf=lambda n: isinstance(n, Stack))

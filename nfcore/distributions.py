@@ -1,8 +1,10 @@
 """Distributions: ``Normal``, ``Uniform`` and ``Transformed(base, bijection)``.
 
-``log_prob`` accepts one sample ``(D,)`` or a batch ``(N, D)`` and validates the shape and
-the values (no NaN) up front with a ``ValueError`` naming expected vs actual.
-``sample(key, n)`` returns ``(n, D)``.
+Every distribution implements ``log_prob_one(x)`` — the log-density of **one** sample ``(D,)``,
+the function that ``fit``, the targets and the metrics vmap — and ``_sample(key, n)``. The public
+``log_prob`` accepts ``(D,)`` or ``(N, D)``, validates the shape and rejects NaN up front with a
+``ValueError`` naming expected vs actual, and gives ``-inf`` (zero density) to any sample with an
+infinite component. ``sample(key, n)`` returns ``(n, D)``.
 """
 from __future__ import annotations
 
@@ -12,38 +14,35 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .bijection import Bijection, bijection, static
+from .bijection import Bijection, pytree, static
+from .validate import check_batch, finite_float, positive_int
 
 __all__ = ["Distribution", "Normal", "Uniform", "Transformed", "check_batch"]
 
 
-def check_batch(x, dim: int, who: str = "log_prob"):
-    """Validate ``x`` as ``(D,)`` or ``(N, D)`` with ``D == dim`` and no NaN; return it as an array.
-
-    The NaN check runs only on concrete arrays (not inside ``jit``), where it can raise.
-    """
-    if not hasattr(x, "shape"):
-        x = jnp.asarray(x)
-    if x.ndim not in (1, 2) or x.shape[-1] != dim:
-        raise ValueError(
-            f"{who} expects one sample of shape ({dim},) or a batch of shape (N, {dim}), "
-            f"got shape {tuple(x.shape)}."
-        )
-    if not isinstance(x, jax.core.Tracer) and bool(np.isnan(np.asarray(x)).any()):
-        n_bad = int(np.isnan(np.asarray(x)).any(axis=-1).sum()) if x.ndim == 2 else 1
-        raise ValueError(f"{who} got NaN values in {n_bad} sample(s); remove or impute them first.")
-    return x
+def _concrete(a) -> bool:
+    return isinstance(a, (np.ndarray, jax.Array)) and not isinstance(a, jax.core.Tracer)
 
 
 class Distribution:
-    """Base class. Subclasses implement ``_log_prob_one((D,)) -> ()`` and ``_sample(key, n)``."""
+    """Base class: subclasses (decorated with :func:`~nfcore.bijection.pytree`) implement
+    ``log_prob_one((D,)) -> ()`` and ``_sample(key, n) -> (n, D)``, and have a ``dim``."""
 
     dim: int
 
+    def log_prob_one(self, x):  # pragma: no cover - abstract
+        """``log p(x)`` for one sample ``x`` of shape ``(D,)`` (no validation: callers vmap it)."""
+        raise NotImplementedError
+
+    def _finite_log_prob_one(self, x):
+        # a sample with a +-inf component has zero density; the double where keeps gradients finite
+        ok = jnp.all(jnp.isfinite(x))
+        return jnp.where(ok, self.log_prob_one(jnp.where(ok, x, jnp.zeros_like(x))), -jnp.inf)
+
     def log_prob(self, x):
-        """``log p(x)``: ``(D,) -> ()`` or ``(N, D) -> (N,)``."""
+        """``log p(x)``: ``(D,) -> ()`` or ``(N, D) -> (N,)``; ``-inf`` where ``x`` has an inf."""
         x = check_batch(x, self.dim, f"{type(self).__name__}.log_prob")
-        return self._log_prob_one(x) if x.ndim == 1 else jax.vmap(self._log_prob_one)(x)
+        return self._finite_log_prob_one(x) if x.ndim == 1 else jax.vmap(self._finite_log_prob_one)(x)
 
     def prob(self, x):
         """``p(x) = exp(log_prob(x))``."""
@@ -51,21 +50,20 @@ class Distribution:
 
     def sample(self, key, n: int):
         """``n`` independent samples, shape ``(n, D)``."""
-        if int(n) < 1:
-            raise ValueError(f"sample needs n >= 1, got n={n}.")
-        return self._sample(key, int(n))
+        return self._sample(key, positive_int(n, "n (the number of samples)"))
 
     def sample_and_log_prob(self, key, n: int):
         """Samples ``(n, D)`` and their log-densities ``(n,)``."""
         x = self.sample(key, n)
-        return x, jax.vmap(self._log_prob_one)(x)
+        return x, jax.vmap(self.log_prob_one)(x)
 
 
-@bijection
+@pytree
 class Normal(Distribution):
     """Diagonal Gaussian ``N(loc, diag(exp(log_scale))^2)``; ``Normal(dim)`` is standard with no parameters.
 
     ``log p(x) = -D/2 log(2 pi) - sum log_scale - 1/2 sum ((x - loc) / scale)^2``.
+    ``loc``, ``log_scale``: ``(D,)`` or ``None`` (0).
     """
 
     dim: int = static()
@@ -73,8 +71,12 @@ class Normal(Distribution):
     log_scale: jnp.ndarray | None = None
 
     def __post_init__(self):
-        if int(self.dim) < 1:
-            raise ValueError(f"Normal needs dim >= 1, got {self.dim}.")
+        object.__setattr__(self, "dim", positive_int(self.dim, "Normal dim"))
+        for name in ("loc", "log_scale"):
+            a = getattr(self, name)
+            if _concrete(a) and a.shape != (self.dim,):
+                raise ValueError(f"Normal {name} must have shape ({self.dim},) to match dim={self.dim}, "
+                                 f"got shape {a.shape}.")
 
     def _standardise(self, x):
         z = x if self.loc is None else x - self.loc
@@ -82,7 +84,7 @@ class Normal(Distribution):
             return z * jnp.exp(-self.log_scale), jnp.sum(self.log_scale)
         return z, 0.0
 
-    def _log_prob_one(self, x):
+    def log_prob_one(self, x):
         z, log_scale_sum = self._standardise(x)
         return -0.5 * jnp.sum(z**2) - 0.5 * self.dim * math.log(2 * math.pi) - log_scale_sum
 
@@ -98,22 +100,30 @@ class Normal(Distribution):
         return h if self.log_scale is None else h + jnp.sum(self.log_scale)
 
 
-@bijection
+@pytree
 class Uniform(Distribution):
-    """Uniform on the box ``[low, high)`` (static bounds, tuples of length D); ``log p = -sum log(high - low)`` inside, ``-inf`` outside."""
+    """Uniform on the box ``[low, high)`` (static finite bounds, tuples of length D).
+
+    ``log p = -sum log(high - low)`` inside, ``-inf`` outside.
+    """
 
     low: tuple = static()
     high: tuple = static()
 
     def __post_init__(self):
-        if len(self.low) != len(self.high) or not all(h > l for l, h in zip(self.low, self.high)):
-            raise ValueError(f"Uniform needs len(low) == len(high) and high > low, got low={self.low}, high={self.high}.")
+        low = tuple(finite_float(v, "Uniform low") for v in np.atleast_1d(self.low).tolist())
+        high = tuple(finite_float(v, "Uniform high") for v in np.atleast_1d(self.high).tolist())
+        if len(low) != len(high) or not all(h > lo for lo, h in zip(low, high)):
+            raise ValueError(f"Uniform needs low and high of the same length with high > low in every "
+                             f"dimension, got low={self.low}, high={self.high}.")
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
 
     @property
     def dim(self) -> int:
         return len(self.low)
 
-    def _log_prob_one(self, x):
+    def log_prob_one(self, x):
         lo, hi = jnp.asarray(self.low), jnp.asarray(self.high)
         inside = jnp.all((x >= lo) & (x < hi))
         return jnp.where(inside, -jnp.sum(jnp.log(hi - lo)), -jnp.inf)
@@ -125,7 +135,7 @@ class Uniform(Distribution):
         return float(np.sum(np.log(np.asarray(self.high) - np.asarray(self.low))))
 
 
-@bijection
+@pytree
 class Transformed(Distribution):
     """The distribution of ``x = f(z)``, ``z ~ base``:
 
@@ -136,13 +146,20 @@ class Transformed(Distribution):
     base: Distribution
     bijection: Bijection
 
+    def __post_init__(self):
+        if not isinstance(self.base, Distribution) and _concrete_tree(self.base):
+            raise ValueError(f"Transformed base must be an nfcore distribution (e.g. nf.Normal(2)), "
+                             f"got {type(self.base).__name__}.")
+        if not isinstance(self.bijection, Bijection) and _concrete_tree(self.bijection):
+            raise ValueError(f"Transformed bijection must be an nfcore Bijection, got {type(self.bijection).__name__}.")
+
     @property
     def dim(self) -> int:
         return self.base.dim
 
-    def _log_prob_one(self, x):
+    def log_prob_one(self, x):
         z, ld = self.bijection.inverse_and_log_det(x)
-        return self.base._log_prob_one(z) + ld
+        return self.base.log_prob_one(z) + ld
 
     def _sample(self, key, n):
         return jax.vmap(self.bijection.forward)(self.base._sample(key, n))
@@ -151,4 +168,10 @@ class Transformed(Distribution):
         """Forward pass only: ``log q(x) = log p(z) - log|det J_f(z)|``."""
         z = self.base.sample(key, n)
         x, ld = jax.vmap(self.bijection.forward_and_log_det)(z)
-        return x, jax.vmap(self.base._log_prob_one)(z) - ld
+        return x, jax.vmap(self.base.log_prob_one)(z) - ld
+
+
+def _concrete_tree(obj) -> bool:
+    # jax rebuilds pytrees with placeholder leaves (None, object(), tracers) during transformations:
+    # type checks only make sense on objects a user built, i.e. not JAX's placeholders
+    return not (obj is None or type(obj) is object or isinstance(obj, (int, jax.core.Tracer)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax.nn import softplus
 
-from .bijection import Bijection, bijection, check_sample, static
+from .bijection import Bijection, static
 
 __all__ = ["Shift", "Scale", "Affine", "Exp", "Softplus", "Sigmoid", "Logit", "Tanh", "LeakyReLU",
            "SmoothLeakyReLU"]
@@ -30,7 +30,6 @@ def _outside(y, inside, x_fn, log_det_fn):
 _SAFE_Y = 0.5  # lies inside every range below: (0, inf), (0, 1), (-1, 1)
 
 
-@bijection
 class Shift(Bijection):
     """``y = x + shift``.  Forward/inverse log-det: 0 (volume preserving).
 
@@ -39,20 +38,21 @@ class Shift(Bijection):
 
     shift: jnp.ndarray
 
+    @property
+    def dim(self) -> int:
+        return self.shift.shape[-1]
+
     @classmethod
     def identity(cls, dim: int) -> "Shift":
         return cls(jnp.zeros(dim))
 
     def forward_and_log_det(self, x):
-        check_sample(x, self.shift.shape[-1], "Shift")
         return x + self.shift, jnp.zeros((), x.dtype)
 
     def inverse_and_log_det(self, y):
-        check_sample(y, self.shift.shape[-1], "Shift")
         return y - self.shift, jnp.zeros((), y.dtype)
 
 
-@bijection
 class Scale(Bijection):
     """``y = scale * x`` with any non-zero ``scale`` (negative values flip the axis).
 
@@ -63,20 +63,21 @@ class Scale(Bijection):
 
     scale: jnp.ndarray
 
+    @property
+    def dim(self) -> int:
+        return self.scale.shape[-1]
+
     @classmethod
     def identity(cls, dim: int) -> "Scale":
         return cls(jnp.ones(dim))
 
     def forward_and_log_det(self, x):
-        check_sample(x, self.scale.shape[-1], "Scale")
         return self.scale * x, _sum(jnp.log(jnp.abs(self.scale)))
 
     def inverse_and_log_det(self, y):
-        check_sample(y, self.scale.shape[-1], "Scale")
         return y / self.scale, -_sum(jnp.log(jnp.abs(self.scale)))
 
 
-@bijection
 class Affine(Bijection):
     """``y = exp(log_scale) * x + shift`` — a learnable, always-invertible affine map.
 
@@ -87,20 +88,21 @@ class Affine(Bijection):
     shift: jnp.ndarray
     log_scale: jnp.ndarray
 
+    @property
+    def dim(self) -> int:
+        return self.shift.shape[-1]
+
     @classmethod
     def identity(cls, dim: int) -> "Affine":
         return cls(jnp.zeros(dim), jnp.zeros(dim))
 
     def forward_and_log_det(self, x):
-        check_sample(x, self.shift.shape[-1], "Affine")
         return x * jnp.exp(self.log_scale) + self.shift, _sum(self.log_scale)
 
     def inverse_and_log_det(self, y):
-        check_sample(y, self.shift.shape[-1], "Affine")
         return (y - self.shift) * jnp.exp(-self.log_scale), -_sum(self.log_scale)
 
 
-@bijection
 class Exp(Bijection):
     """``y = exp(x)``: R -> (0, inf).  log-det ``sum x``; inverse ``x = log y``, log-det ``-sum log y``.
 
@@ -109,15 +111,12 @@ class Exp(Bijection):
     """
 
     def forward_and_log_det(self, x):
-        check_sample(x, None, "Exp")
         return jnp.exp(x), _sum(x)
 
     def inverse_and_log_det(self, y):
-        check_sample(y, None, "Exp")
         return _outside(y, lambda v: v > 0, jnp.log, lambda x: -_sum(x))
 
 
-@bijection
 class Softplus(Bijection):
     """``y = log(1 + e^x)``: R -> (0, inf) (inverse of ``y <= 0``: log-det ``-inf``).
 
@@ -125,11 +124,9 @@ class Softplus(Bijection):
     """
 
     def forward_and_log_det(self, x):
-        check_sample(x, None, "Softplus")
         return softplus(x), -_sum(softplus(-x))
 
     def inverse_and_log_det(self, y):
-        check_sample(y, None, "Softplus")
         return _outside(y, lambda v: v > 0, lambda v: v + jnp.log(-jnp.expm1(-v)), lambda x: _sum(softplus(-x)))
 
 
@@ -138,7 +135,6 @@ def _sigmoid_log_det(x):
     return -_sum(softplus(-x) + softplus(x))
 
 
-@bijection
 class Sigmoid(Bijection):
     """``y = 1 / (1 + e^-x)``: R -> (0, 1) (inverse outside (0, 1): log-det ``-inf``).
 
@@ -147,16 +143,13 @@ class Sigmoid(Bijection):
     """
 
     def forward_and_log_det(self, x):
-        check_sample(x, None, "Sigmoid")
         return 1.0 / (1.0 + jnp.exp(-x)), _sigmoid_log_det(x)
 
     def inverse_and_log_det(self, y):
-        check_sample(y, None, "Sigmoid")
         return _outside(y, lambda v: (v > 0) & (v < 1), lambda v: jnp.log(v) - jnp.log1p(-v),
                         lambda x: -_sigmoid_log_det(x))
 
 
-@bijection
 class Logit(Bijection):
     """``y = log x - log(1 - x)``: (0, 1) -> R, the inverse of :class:`Sigmoid`.
 
@@ -170,7 +163,6 @@ class Logit(Bijection):
         return Sigmoid().forward_and_log_det(y)
 
 
-@bijection
 class Tanh(Bijection):
     """``y = tanh x``: R -> (-1, 1) (inverse outside (-1, 1): log-det ``-inf``).
 
@@ -179,16 +171,13 @@ class Tanh(Bijection):
     """
 
     def forward_and_log_det(self, x):
-        check_sample(x, None, "Tanh")
         return jnp.tanh(x), _sum(2.0 * (jnp.log(2.0) - x - softplus(-2.0 * x)))
 
     def inverse_and_log_det(self, y):
-        check_sample(y, None, "Tanh")
         return _outside(y, lambda v: jnp.abs(v) < 1, jnp.arctanh,
                         lambda x: -_sum(2.0 * (jnp.log(2.0) - x - softplus(-2.0 * x))))
 
 
-@bijection
 class LeakyReLU(Bijection):
     """PReLU: ``y = x`` for ``x >= 0`` and ``y = alpha * x`` for ``x < 0``, per dimension.
 
@@ -197,6 +186,10 @@ class LeakyReLU(Bijection):
     """
 
     log_slope: jnp.ndarray
+
+    @property
+    def dim(self) -> int:
+        return self.log_slope.shape[-1]
 
     @classmethod
     def identity(cls, dim: int) -> "LeakyReLU":
@@ -210,19 +203,16 @@ class LeakyReLU(Bijection):
         return cls(jnp.full((dim,), jnp.log(slope)))
 
     def forward_and_log_det(self, x):
-        check_sample(x, self.log_slope.shape[-1], "LeakyReLU")
         neg = x < 0
         y = jnp.where(neg, x * jnp.exp(self.log_slope), x)
         return y, _sum(jnp.where(neg, self.log_slope, 0.0))
 
     def inverse_and_log_det(self, y):
-        check_sample(y, self.log_slope.shape[-1], "LeakyReLU")
         neg = y < 0
         x = jnp.where(neg, y * jnp.exp(-self.log_slope), y)
         return x, -_sum(jnp.where(neg, self.log_slope, 0.0))
 
 
-@bijection
 class SmoothLeakyReLU(Bijection):
     """PReLU whose slope ramps linearly from ``alpha`` to 1 over ``[-delta, delta]`` (C^1).
 
@@ -238,6 +228,10 @@ class SmoothLeakyReLU(Bijection):
     log_slope: jnp.ndarray
     delta: float = static(default=0.5)
 
+    @property
+    def dim(self) -> int:
+        return self.log_slope.shape[-1]
+
     def __post_init__(self):
         if not self.delta > 0:
             raise ValueError(f"SmoothLeakyReLU delta must be > 0 (delta -> 0 is a plain LeakyReLU), got {self.delta}.")
@@ -250,7 +244,6 @@ class SmoothLeakyReLU(Bijection):
         return jnp.log(a + (1 - a) * w / (2 * self.delta))
 
     def forward_and_log_det(self, u):
-        check_sample(u, self.log_slope.shape[-1], "SmoothLeakyReLU")
         a, dl = jnp.exp(self.log_slope), self.delta
         w = jnp.clip(u + dl, 0.0, 2 * dl)
         middle = -a * dl + a * w + (1 - a) * w**2 / (4 * dl)
@@ -258,7 +251,6 @@ class SmoothLeakyReLU(Bijection):
         return y, _sum(self._log_slope_at(w, a))
 
     def inverse_and_log_det(self, y):
-        check_sample(y, self.log_slope.shape[-1], "SmoothLeakyReLU")
         a, dl = jnp.exp(self.log_slope), self.delta
         c = jnp.clip(y, -a * dl, dl) + a * dl  # clip: keeps the unused branch finite
         w = 2 * c / (a + jnp.sqrt(a**2 + (1 - a) * c / dl))

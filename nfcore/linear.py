@@ -12,12 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import solve_triangular
 
-from .bijection import Bijection, bijection, check_sample, static
+from .bijection import Bijection, static
+from .validate import positive_int
 
 __all__ = ["Linear"]
 
 
-@bijection
 class Linear(Bijection):
     """``y = P L U x + shift`` (LU-parametrised dense linear map).
 
@@ -35,6 +35,7 @@ class Linear(Bijection):
     @classmethod
     def identity(cls, dim: int, key=None) -> "Linear":
         """The identity map; with a ``key``, ``P`` is a random permutation (still W = P)."""
+        dim = positive_int(dim, "dim")
         perm = tuple(range(dim)) if key is None else tuple(int(i) for i in jax.random.permutation(key, dim))
         z = jnp.zeros((dim, dim))
         return cls(z, z, jnp.zeros(dim), jnp.zeros(dim), perm)
@@ -55,13 +56,11 @@ class Linear(Bijection):
         return (L @ U)[np.argsort(self.perm)]
 
     def forward_and_log_det(self, x):
-        check_sample(x, self.dim, "Linear")
         L, U = self._factors()
         y = (L @ (U @ x))[np.argsort(self.perm)] + self.shift
         return y, jnp.sum(self.log_diag)
 
     def inverse_and_log_det(self, y):
-        check_sample(y, self.dim, "Linear")
         L, U = self._factors()
         # W^-1 = U^-1 L^-1 P^T from the parameters alone: under vmap it is formed once per batch
         # (a per-sample triangular solve would be batched, and is slow on CPU), then applied as a matmul.

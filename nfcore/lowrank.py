@@ -15,12 +15,12 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 
-from .bijection import Bijection, bijection, check_sample
+from .bijection import Bijection
+from .validate import positive_int
 
 __all__ = ["LowRankAffine"]
 
 
-@bijection
 class LowRankAffine(Bijection):
     """``y = (L + V diag(d) V^T) x + shift``.
 
@@ -41,8 +41,7 @@ class LowRankAffine(Bijection):
     @classmethod
     def init(cls, key, dim: int, rank: int) -> "LowRankAffine":
         """Identity at initialisation: ``L = I``, ``d = 0``, ``V ~ N(0, 1/D)`` (so ``d`` gets gradients)."""
-        if rank < 1 or dim < 1:
-            raise ValueError(f"LowRankAffine needs dim >= 1 and rank >= 1, got dim={dim}, rank={rank}.")
+        dim, rank = positive_int(dim, "dim"), positive_int(rank, "rank")
         V = jax.random.normal(key, (dim, rank)) / jnp.sqrt(dim)
         return cls(jnp.zeros((dim, dim)), jnp.zeros(dim), V, jnp.zeros(rank), jnp.zeros(dim))
 
@@ -67,13 +66,11 @@ class LowRankAffine(Bijection):
         return LinvV, jnp.eye(r, dtype=self.d.dtype) + self.d[:, None] * (self.V.T @ LinvV)
 
     def forward_and_log_det(self, x):
-        check_sample(x, self.dim, "LowRankAffine")
         _, C = self._capacitance()
         y = self.tril() @ x + self.V @ (self.d * (self.V.T @ x)) + self.shift
         return y, jnp.sum(self.log_diag) + jnp.linalg.slogdet(C)[1]
 
     def inverse_and_log_det(self, y):
-        check_sample(y, self.dim, "LowRankAffine")
         LinvV, C = self._capacitance()
         # L^-1 formed once from the parameters, then a matmul per sample: a per-sample triangular
         # solve would be batched by vmap, which is slow on CPU.

@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .bijection import bijection, positive_int, static
+from .bijection import pytree, static
+from .validate import int_tuple, positive_int
 from .nn import ACTIVATIONS
 
 __all__ = ["MADE", "hidden_degrees", "ORDERS"]
@@ -70,7 +71,7 @@ def _masks(rank: tuple, degrees: tuple, n_params: int) -> tuple:
     return tuple(a[:, None] <= b[None, :] for a, b in zip(layers[:-1], layers[1:]))
 
 
-@bijection
+@pytree
 class MADE:
     """``x (D,) -> h_1 = act((W_1 * M_1)^T x + b_1) -> ... -> (W_L * M_L)^T h_{L-1} + b_L``, reshaped to ``(D, n_params)``.
 
@@ -98,7 +99,7 @@ class MADE:
     activation: str = static(default="silu")
 
     @classmethod
-    def init(cls, key, dim: int, hidden=(64, 64), n_params: int = 1, order="natural",
+    def init(cls, key, dim: int, *, hidden=(64, 64), n_params: int = 1, order="natural",
              activation: str = "silu", zero_last: bool = True) -> "MADE":
         """A MADE for ``dim`` inputs with ``hidden`` widths and ``n_params`` outputs per variable.
 
@@ -152,10 +153,7 @@ class MADE:
 def check_made_args(dim, hidden, n_params, activation):
     """Validate MADE arguments; return ``(dim, hidden, n_params)`` as ints / a tuple of ints."""
     dim, n_params = positive_int(dim, "dim"), positive_int(n_params, "n_params")
-    try:
-        hidden = tuple(int(h) for h in hidden)
-    except (TypeError, ValueError):
-        raise ValueError(f"hidden must be a sequence of layer widths, got {hidden!r}.") from None
+    hidden = int_tuple(hidden, "hidden")
     if any(h < max(dim - 1, 1) for h in hidden):
         raise ValueError(f"MADE hidden widths must be >= max(1, dim - 1) = {max(dim - 1, 1)} so that every input "
                          f"can reach every later output, got hidden={hidden}; widen the layers.")

@@ -1,5 +1,7 @@
 """A plain-JAX multilayer perceptron (the conditioner inside coupling layers).
 
+``MLP(x) = W_L act(... act(W_1 x + b_1) ...) + b_L``; LeCun-normal init (LeCun et al. 1998).
+
 ``MLP`` is a pytree whose leaves are the weights; activation and sizes are static. The last
 layer is zero-initialised, so a coupling layer built on it starts as the identity.
 """
@@ -8,14 +10,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .bijection import bijection, static
+from .bijection import pytree, static
+from .validate import int_tuple
 
 __all__ = ["MLP", "ACTIVATIONS"]
 
 ACTIVATIONS = {"relu": jax.nn.relu, "gelu": jax.nn.gelu, "silu": jax.nn.silu, "tanh": jnp.tanh}
 
 
-@bijection
+@pytree
 class MLP:
     """``x (d_in,) -> W_L act(... act(W_1 x + b_1) ...) + b_L  (d_out,)``.
 
@@ -29,9 +32,9 @@ class MLP:
     @classmethod
     def init(cls, key, sizes, activation: str = "silu", zero_last: bool = True) -> "MLP":
         """Layers of ``sizes = (d_in, h_1, ..., d_out)``; LeCun-normal hidden weights, zero last layer."""
-        sizes = tuple(int(s) for s in sizes)
-        if len(sizes) < 2 or min(sizes) < 1:
-            raise ValueError(f"MLP sizes must be at least (d_in, d_out) with every size >= 1, got {sizes}.")
+        sizes = int_tuple(sizes, "MLP sizes")
+        if len(sizes) < 2:
+            raise ValueError(f"MLP sizes must be at least (d_in, d_out), got {sizes}.")
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}.")
         keys = jax.random.split(key, len(sizes) - 1)

@@ -1,4 +1,5 @@
-"""Monotone rational-quadratic spline transformer and the ``nsf`` factory (Neural Spline Flows).
+"""Monotone rational-quadratic spline transformer (Neural Spline Flows), usable by coupling and
+autoregressive layers alike.
 
 Reference: C. Durkan, A. Bekasov, I. Murray, G. Papamakarios, "Neural Spline Flows",
 NeurIPS 2019 (arXiv:1906.04032), section 3.1 and appendix A.
@@ -12,10 +13,9 @@ import jax.numpy as jnp
 from jax import lax
 from jax.nn import softmax, softplus
 
-from .coupling import coupling_flow
-from .distributions import Transformed
+from .validate import positive_float, positive_int
 
-__all__ = ["RationalQuadraticSpline", "nsf"]
+__all__ = ["RationalQuadraticSpline"]
 
 
 def _unit_interval(v):
@@ -35,10 +35,10 @@ def _gather(table, idx):
 
 @dataclasses.dataclass(frozen=True)
 class RationalQuadraticSpline:
-    r"""Monotone rational-quadratic spline on ``[-bound, bound]``, the identity outside.
+    r"""Monotone rational-quadratic spline on ``[-B, B]`` (``B = tail_bound``), the identity outside.
 
     **Formula.** ``K = bins`` knots ``(x_k, y_k)``, ``k = 0..K``, with ``x_0 = y_0 = -B`` and
-    ``x_K = y_K = B`` (``B = bound``), and positive derivatives ``d_k`` at the knots. In bin ``k``
+    ``x_K = y_K = B``, and positive derivatives ``d_k`` at the knots. In bin ``k``
     (``x_k <= x <= x_{k+1}``), with ``w = x_{k+1} - x_k``, ``h = y_{k+1} - y_k``, ``s = h / w``,
     ``xi = (x - x_k) / w`` and ``t = xi (1 - xi)``::
 
@@ -78,30 +78,26 @@ class RationalQuadraticSpline:
     Reference: Durkan, Bekasov, Murray, Papamakarios, "Neural Spline Flows", NeurIPS 2019,
     eqs. (4)-(8) and appendix A.
 
-    ``bins``, ``bound`` and the minima are static (this object is hashable metadata; it holds
+    ``bins``, ``tail_bound`` and the minima are static (this object is hashable metadata; it holds
     no arrays). ``forward(x, params) -> (y, log|dy/dx|)`` and ``inverse(y, params) ->
     (x, log|dx/dy|)``, both elementwise with the shape of ``x``.
     """
 
     bins: int = 8
-    bound: float = 4.0
+    tail_bound: float = 4.0
     min_bin_width: float = 1e-3
     min_bin_height: float = 1e-3
     min_derivative: float = 1e-3
 
     def __post_init__(self):
-        if int(self.bins) != self.bins or int(self.bins) < 1:
-            raise ValueError(f"RationalQuadraticSpline bins must be a positive integer, got {self.bins}.")
-        if not self.bound > 0:
-            raise ValueError(f"RationalQuadraticSpline bound must be > 0, got {self.bound}.")
+        object.__setattr__(self, "bins", positive_int(self.bins, "bins"))
+        object.__setattr__(self, "tail_bound", positive_float(self.tail_bound, "tail_bound"))
         for name in ("min_bin_width", "min_bin_height"):
             m = getattr(self, name)
             if not 0 <= m * self.bins < 1:
                 raise ValueError(f"{name} * bins must be in [0, 1), got {name}={m}, bins={self.bins}.")
         if not 0 <= self.min_derivative < 1:
             raise ValueError(f"min_derivative must be in [0, 1) so that raw 0 gives derivative 1, got {self.min_derivative}.")
-        object.__setattr__(self, "bins", int(self.bins))
-        object.__setattr__(self, "bound", float(self.bound))
 
     @property
     def n_params(self) -> int:
@@ -112,7 +108,7 @@ class RationalQuadraticSpline:
 
     def _positions(self, raw, minimum):
         """Knot positions ``(..., K+1)`` from raw bin sizes ``(..., K)``; ends exactly ``-B, B``."""
-        K, B = self.bins, self.bound
+        K, B = self.bins, self.tail_bound
         frac = minimum + (1.0 - minimum * K) * softmax(raw, axis=-1)
         inner = -B + 2.0 * B * jnp.cumsum(frac[..., :-1], axis=-1)
         end = jnp.full(raw.shape[:-1] + (1,), B, raw.dtype)
@@ -163,7 +159,7 @@ class RationalQuadraticSpline:
 
     def forward(self, x, params):
         """``y = spline(x)`` inside ``[-B, B]``, ``y = x`` outside; returns ``(y, log|dy/dx|)``."""
-        B = self.bound
+        B = self.tail_bound
         inside = (x >= -B) & (x <= B)
         xc = jnp.where(inside, x, jnp.zeros_like(x))  # double where: the spline sees in-range inputs only
         x0, y0, w, h, s, d0, d1 = self._bin_data(xc, "x", params)
@@ -175,7 +171,7 @@ class RationalQuadraticSpline:
 
     def inverse(self, y, params):
         """``x = spline^-1(y)`` inside ``[-B, B]``, ``x = y`` outside; returns ``(x, log|dx/dy|)``."""
-        B = self.bound
+        B = self.tail_bound
         inside = (y >= -B) & (y <= B)
         yc = jnp.where(inside, y, jnp.zeros_like(y))
         x0, y0, w, h, s, d0, d1 = self._bin_data(yc, "y", params)
@@ -189,19 +185,3 @@ class RationalQuadraticSpline:
         x = x0 + xi * w
         ld = -self._log_slope(xi, s, d0, d1)
         return jnp.where(inside, x, y), jnp.where(inside, ld, jnp.zeros_like(ld))
-
-
-def nsf(key, dim: int, layers: int = 8, hidden=(64, 64), bins: int = 8, bound: float = 4.0,
-        shift=None, scale=None, **kw) -> Transformed:
-    """Neural spline flow (coupling variant, Durkan et al. 2019): ``layers`` coupling layers with
-    alternating masks whose transformer is :class:`RationalQuadraticSpline` ``(bins, bound)``.
-
-    Built by :func:`nfcore.coupling.coupling_flow` (vmapped init, ``lax.scan`` over pairs), so it is
-    the identity at initialisation. **The splines only act on** ``[-bound, bound]`` **and are the
-    identity outside**: pass ``shift``/``scale`` (the data's mean and standard deviation, shape
-    ``(dim,)``) so the final affine layer standardises the data and the spline range covers it;
-    with ``bound=4`` standardised data lies almost entirely inside. ``**kw`` (e.g.
-    ``activation``) goes to ``coupling_flow``.
-    """
-    return coupling_flow(key, dim, layers, hidden, RationalQuadraticSpline(bins, bound),
-                         shift=shift, scale=scale, **kw)

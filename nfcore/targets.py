@@ -20,8 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
-from .bijection import bijection, static
+from .bijection import pytree, static
 from .distributions import Distribution
+from .validate import finite_float, positive_float
 
 __all__ = ["Banana", "TwoMoons", "EightGaussians", "Checkerboard", "TARGETS", "entropy_by_quadrature"]
 
@@ -32,7 +33,7 @@ def _normal_logpdf(x, mean, sd):
     return -0.5 * ((x - mean) / sd) ** 2 - math.log(sd) - 0.5 * _LOG2PI
 
 
-@bijection
+@pytree
 class Banana(Distribution):
     """Jang's banana: ``x2 ~ N(0, sd2^2)``, ``x1 | x2 ~ N(x2^2 / 4, 1)``.
 
@@ -42,13 +43,16 @@ class Banana(Distribution):
 
     sd2: float = static(default=4.0)
     dim = 2
+
+    def __post_init__(self):
+        object.__setattr__(self, "sd2", positive_float(self.sd2, "sd2"))
     entropy_error = 0.0
 
     @property
     def entropy(self) -> float:
         return 0.5 * math.log(2 * math.pi * math.e * self.sd2**2) + 0.5 * math.log(2 * math.pi * math.e)
 
-    def _log_prob_one(self, x):
+    def log_prob_one(self, x):
         return _normal_logpdf(x[1], 0.0, self.sd2) + _normal_logpdf(x[0], x[1] ** 2 / 4.0, 1.0)
 
     def _sample(self, key, n):
@@ -62,7 +66,7 @@ class Banana(Distribution):
 _GL_T, _GL_W = np.polynomial.legendre.leggauss(256)
 
 
-@bijection
+@pytree
 class TwoMoons(Distribution):
     """Two interleaved half circles with Gaussian noise, as a *density*:
 
@@ -76,6 +80,9 @@ class TwoMoons(Distribution):
 
     noise: float = static(default=0.1)
     dim = 2
+
+    def __post_init__(self):
+        object.__setattr__(self, "noise", positive_float(self.noise, "noise"))
     entropy_error = 1e-8
 
     @property
@@ -84,7 +91,7 @@ class TwoMoons(Distribution):
             raise ValueError("the stored entropy is for noise=0.1; compute others with entropy_by_quadrature(target).")
         return _TWO_MOONS_ENTROPY
 
-    def _log_prob_one(self, x):
+    def log_prob_one(self, x):
         t = (jnp.asarray(_GL_T, x.dtype) + 1.0) * (math.pi / 2)
         logw = jnp.log(jnp.asarray(_GL_W, x.dtype) * (math.pi / 2) / math.pi)  # (1/pi) dt weights
         c1 = jnp.stack([jnp.cos(t), jnp.sin(t)], 1)
@@ -105,7 +112,7 @@ class TwoMoons(Distribution):
         return c + self.noise * jax.random.normal(kn, (n, 2))
 
 
-@bijection
+@pytree
 class EightGaussians(Distribution):
     """Equal mixture of 8 isotropic Gaussians ``N(radius (cos k pi/4, sin k pi/4), sd^2 I)``.
 
@@ -116,6 +123,10 @@ class EightGaussians(Distribution):
     radius: float = static(default=4.0)
     sd: float = static(default=0.5)
     dim = 2
+
+    def __post_init__(self):
+        object.__setattr__(self, "radius", finite_float(self.radius, "radius"))
+        object.__setattr__(self, "sd", positive_float(self.sd, "sd"))
     entropy_error = 1e-8
 
     @property
@@ -128,7 +139,7 @@ class EightGaussians(Distribution):
         a = jnp.arange(8, dtype=dtype) * (math.pi / 4)
         return self.radius * jnp.stack([jnp.cos(a), jnp.sin(a)], 1)
 
-    def _log_prob_one(self, x):
+    def log_prob_one(self, x):
         comp = jnp.sum(_normal_logpdf(x, self.centers(x.dtype), self.sd), axis=1)
         return logsumexp(comp) - math.log(8.0)
 
@@ -138,7 +149,7 @@ class EightGaussians(Distribution):
         return self.centers()[k] + self.sd * jax.random.normal(kn, (n, 2))
 
 
-@bijection
+@pytree
 class Checkerboard(Distribution):
     """Uniform on the 8 dark cells of a 4 x 4 checkerboard on ``[-4, 4]^2`` (cells of side 2).
 
@@ -153,7 +164,7 @@ class Checkerboard(Distribution):
     def entropy(self) -> float:
         return math.log(32.0)
 
-    def _log_prob_one(self, x):
+    def log_prob_one(self, x):
         i = jnp.floor((x + 4.0) / 2.0)
         inside = jnp.all((x >= -4.0) & (x < 4.0))
         dark = jnp.mod(i[0] + i[1], 2) == 0
@@ -175,7 +186,7 @@ def entropy_by_quadrature(target, xlim, ylim, n: int = 2000, chunk: int = 200_00
     xm, ym = (xs[1:] + xs[:-1]) / 2, (ys[1:] + ys[:-1]) / 2
     X, Y = np.meshgrid(xm, ym)
     pts = np.stack([X.ravel(), Y.ravel()], 1)
-    lp_fn = jax.jit(jax.vmap(target._log_prob_one))
+    lp_fn = jax.jit(jax.vmap(target.log_prob_one))
     total = 0.0
     for i in range(0, len(pts), chunk):
         lp = np.asarray(lp_fn(jnp.asarray(pts[i:i + chunk])))

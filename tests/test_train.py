@@ -174,7 +174,7 @@ def test_chunked_evaluation_matches_one_batch(banana):
     t, x = banana
     m = jax.tree_util.tree_map(lambda a: a + 0.05, _small(x))
     n = 2 * 1000 + 37  # not a multiple of the chunk
-    full = jax.vmap(m._log_prob_one)(x[:n])
+    full = jax.vmap(m.log_prob_one)(x[:n])
     chunked = _log_prob_chunked(m, x[:n], chunk=1000)
     assert chunked.shape == (n,)
     np.testing.assert_allclose(chunked, full, rtol=1e-6, atol=1e-6)
