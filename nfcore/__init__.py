@@ -7,7 +7,7 @@ model builder lives in ``flows``):
 - layers: ``elementwise``, ``linear``, ``lowrank``, ``actnorm``, ``coupling``, ``made``,
   ``autoregressive``, ``chain`` (``Chain``, ``Invert``, ``Stack``, ``unrolled``)
 - ``transformers`` (additive, affine, and ``spline``'s rational-quadratic spline), ``nn`` (MLP)
-- ``distributions``, ``targets``; ``flows`` (factories); ``train`` (``train``, ``fit``, metrics)
+- ``distributions``, ``targets``; ``flows`` (factories); ``training`` (``train``, ``fit``, metrics)
 - ``io`` (``save``/``load``), ``testing`` (checks shared by the tests and the chapters), ``plot``
 """
 from .bijection import Bijection, pytree, static
@@ -24,7 +24,7 @@ from .spline import RationalQuadraticSpline
 from .nn import MLP
 from . import nn, targets, transformers, validate
 from .flows import coupling_flow, glow, iaf, layered_flow, maf, mlp_flow, nice, nsf, realnvp
-from .train import FitResult, fit, kl_divergence, nll, train
+from .training import FitResult, fit, kl_divergence, nll, train
 
 __version__ = "0.2.0"
 

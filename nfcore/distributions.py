@@ -35,9 +35,11 @@ class Distribution:
         raise NotImplementedError
 
     def _finite_log_prob_one(self, x):
-        # a sample with a +-inf component has zero density; the double where keeps gradients finite
+        # a sample with a +-inf component has zero density (the double where keeps gradients
+        # finite), and so has one so far out that the density underflows to NaN (e.g. inf - inf)
         ok = jnp.all(jnp.isfinite(x))
-        return jnp.where(ok, self.log_prob_one(jnp.where(ok, x, jnp.zeros_like(x))), -jnp.inf)
+        lp = self.log_prob_one(jnp.where(ok, x, jnp.zeros_like(x)))
+        return jnp.where(ok & ~jnp.isnan(lp), lp, -jnp.inf)
 
     def log_prob(self, x):
         """``log p(x)``: ``(D,) -> ()`` or ``(N, D) -> (N,)``; ``-inf`` where ``x`` has an inf."""
