@@ -62,20 +62,26 @@ def matmul_flops_per_step():
     return LAYERS * 3 * 2 * macs
 
 
-# nfcore configurations: (Stack unroll, fit sub_batches, fit ema, fit compiler_options).
-# "default": realnvp/fit with no options; "lean": default compiled without XLA CPU's fusion emitters.
+# nfcore configurations: (nf.unrolled?, fit sub_batches, fit ema, fit compiler_options, activation).
+# "default": realnvp/fit with no options; "lean": default compiled without XLA CPU's fusion emitters;
+# "*_relu": the same with ReLU conditioners (the compile strategy's pay-off depends on the activation).
 LEAN = {"xla_cpu_use_fusion_emitters": False}
-CONFIGS = {"default": (1, 1, None, None), "unrolled": (True, 1, None, None), "fast": (True, 2, None, None),
-           "fast_ema": (True, 2, 0.995, None), "lean": (1, 1, None, LEAN)}
+CONFIGS = {"default": (False, 1, None, None, "silu"), "unrolled": (True, 1, None, None, "silu"),
+           "fast": (True, 2, None, None, "silu"), "fast_ema": (True, 2, 0.995, None, "silu"),
+           "lean": (False, 1, None, LEAN, "silu"), "default_relu": (False, 1, None, None, "relu"),
+           "fast_relu": (True, 2, None, None, "relu")}
 
 
 def case_nfcore(config="fast"):
     import jax
     import optax
 
-    unroll, sub_batches, ema, compiler_options = CONFIGS[config]
+    unroll, sub_batches, ema, compiler_options, activation = CONFIGS[config]
     nf, target, mean, std, test = _setup()
-    model = nf.realnvp(jax.random.PRNGKey(0), 2, LAYERS, (HIDDEN, HIDDEN), shift=mean, scale=std, unroll=unroll)
+    model = nf.realnvp(jax.random.PRNGKey(0), 2, layers=LAYERS, hidden=(HIDDEN, HIDDEN), activation=activation,
+                       shift=mean, scale=std)
+    if unroll:
+        model = nf.unrolled(model)
     lp_test = target.log_prob(test)
     kl_at, t_first = {}, None
     t0 = time.perf_counter()
@@ -85,7 +91,7 @@ def case_nfcore(config="fast"):
                  optimizer=optax.adam(LR), held_out=test, chunk=BLOCK, sub_batches=sub_batches, ema=ema,
                  compiler_options=compiler_options, progress=False)
     mean_lp = float(lp_test.mean())
-    for s, h in zip(res.eval_steps, res.held_out_nll):
+    for s, h in zip(res.eval_steps, res.held_out):
         if int(s) in CHECKPOINTS:
             kl_at[int(s)] = float(h) + mean_lp
     kl, se = nf.kl_divergence(res.model, target, test)
@@ -292,7 +298,7 @@ def write_results(path, runs, machine):
         "banana, batch 512 of fresh samples per step, Adam 1e-3 (constant, no weight decay), 5000 steps, standardised",
         "data. Baseline: `bench/baseline.py` (one `jax.jit` train step in a Python loop, layers unrolled by Python).",
         "nfcore columns: `default` = `realnvp(...)` + `fit(...)` (layers in a `lax.scan`); `unrolled` =",
-        "`realnvp(..., unroll=True)`; `fast` = `realnvp(..., unroll=True)` + `fit(..., sub_batches=2)` (the batch's",
+        "`nf.unrolled(realnvp(...))`; `fast` = `nf.unrolled(realnvp(...))` + `fit(..., sub_batches=2)` (the batch's",
         "two halves are independent in the compiled step, so XLA's CPU runtime runs them on both cores); `fast + ema`",
         "= `fast` + `fit(..., ema=0.995)` (the returned model is the running average of the parameters; same steps,",
         "same Adam). With a constant learning rate the last iterate is noisy: its KL at 5000 steps varies between",

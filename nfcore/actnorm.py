@@ -28,6 +28,8 @@ class ActNorm(Affine):
     ``init_from_data(x, direction="inverse")`` takes ``x`` on the layer's **data side** (what its
     inverse receives during ``log_prob``) and makes ``inverse(x)`` — the **base side** — zero-mean
     and unit-variance: ``shift = mean(x)``, ``log_scale = log std(x)``.
+
+    References: Kingma & Dhariwal (2018), "Glow", sec. 3.1.
     """
 
     @classmethod

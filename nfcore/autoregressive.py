@@ -43,6 +43,8 @@ class MaskedAutoregressive(Bijection):
     ``transformer``: static, any object with ``n_params``, ``forward(x, params)`` and
     ``inverse(y, params)`` acting elementwise on ``(k,)`` with ``params (k, n_params)``
     (``AffineTransformer``, ``Additive``, splines). Fresh from :meth:`init` the layer is the identity.
+
+    References: Papamakarios, Pavlakou & Murray (2017), MAF; Kingma et al. (2016), IAF.
     """
 
     made: MADE

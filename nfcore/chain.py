@@ -21,6 +21,8 @@ class Chain(Bijection):
 
     Forward log-det is the sum of the layers' log-dets along the way; the inverse runs the
     layers' inverses in reverse order. (Unlike distrax/TFP, list order is data-flow order.)
+
+    References: Rezende & Mohamed (2015), "Variational Inference with Normalizing Flows", ICML.
     """
 
     bijections: tuple
@@ -56,7 +58,10 @@ class Chain(Bijection):
 
 
 class Invert(Bijection):
-    """``f^-1`` as a bijection: swaps ``forward_and_log_det`` and ``inverse_and_log_det``."""
+    """``f^-1`` as a bijection: swaps ``forward_and_log_det`` and ``inverse_and_log_det``.
+
+    References: Papamakarios et al. (2021), JMLR, sec. 2.
+    """
 
     bijection: Bijection
 
@@ -77,6 +82,8 @@ class Stack(Bijection):
     ``unroll`` (static, passed to ``lax.scan``): ``1`` compiles one layer and loops over it;
     ``True`` lets XLA see all ``n`` layers at once. Set it for a whole model with
     :func:`unrolled` — the one place where the compile strategy is chosen.
+
+    References: Rezende & Mohamed (2015), ICML (composition); JAX's lax.scan for the loop.
     """
 
     layers: Bijection

@@ -35,6 +35,8 @@ class Coupling(Bijection):
     minus that log-det. ``conditioner``: an :class:`~nfcore.nn.MLP` ``(n_a,) -> (n_b * n_params,)``;
     ``mask``: static tuple of bools (True = conditioning, unchanged); ``transformer``: static
     (``Additive()`` = NICE, ``AffineTransformer()`` = RealNVP, ``RationalQuadraticSpline()`` = NSF).
+
+    References: Dinh, Krueger & Bengio (2015), NICE; Dinh, Sohl-Dickstein & Bengio (2017), RealNVP.
     """
 
     conditioner: MLP

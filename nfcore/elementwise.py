@@ -34,6 +34,8 @@ class Shift(Bijection):
     """``y = x + shift``.  Forward/inverse log-det: 0 (volume preserving).
 
     ``shift``: (D,).
+
+    References: Papamakarios et al. (2021), "Normalizing Flows for Probabilistic Modeling and Inference", JMLR, sec. 3.
     """
 
     shift: jnp.ndarray
@@ -59,6 +61,8 @@ class Scale(Bijection):
     log-det: ``sum log|scale|``; inverse ``x = y / scale`` with log-det ``-sum log|scale|``.
     ``scale``: (D,). A zero entry is not invertible; use :class:`Affine` (``exp``-parametrised)
     when the scale is learned.
+
+    References: Papamakarios et al. (2021), JMLR, sec. 3.
     """
 
     scale: jnp.ndarray
@@ -83,6 +87,8 @@ class Affine(Bijection):
 
     log-det: ``sum log_scale``; inverse ``x = (y - shift) * exp(-log_scale)``.
     ``shift``, ``log_scale``: (D,), unconstrained.
+
+    References: Papamakarios et al. (2021), JMLR, sec. 3.
     """
 
     shift: jnp.ndarray
@@ -108,6 +114,8 @@ class Exp(Bijection):
 
     ``Transformed(Normal, Exp())`` is the LogNormal distribution. Inverse of ``y <= 0``: log-det
     ``-inf`` (zero density).
+
+    References: Jang (2018), "Normalizing Flows Tutorial, Part 1" (Exp -> LogNormal).
     """
 
     def forward_and_log_det(self, x):
@@ -121,6 +129,8 @@ class Softplus(Bijection):
     """``y = log(1 + e^x)``: R -> (0, inf) (inverse of ``y <= 0``: log-det ``-inf``).
 
     log-det ``sum log sigmoid(x) = -sum softplus(-x)``; inverse ``x = y + log(-expm1(-y))``.
+
+    References: Papamakarios et al. (2021), JMLR, sec. 3.
     """
 
     def forward_and_log_det(self, x):
@@ -140,6 +150,8 @@ class Sigmoid(Bijection):
 
     log-det ``-sum [softplus(x) + softplus(-x)]``; inverse ``x = log y - log(1 - y)``.
     In float32 ``y`` rounds to 1 for ``x`` above ~17, so the inverse is exact only inside that range.
+
+    References: Dinh, Sohl-Dickstein & Bengio (2017), RealNVP (logit pre-processing).
     """
 
     def forward_and_log_det(self, x):
@@ -154,6 +166,8 @@ class Logit(Bijection):
     """``y = log x - log(1 - x)``: (0, 1) -> R, the inverse of :class:`Sigmoid`.
 
     log-det ``sum [softplus(y) + softplus(-y)]`` evaluated at the output ``y``.
+
+    References: Dinh, Sohl-Dickstein & Bengio (2017), RealNVP (logit pre-processing).
     """
 
     def forward_and_log_det(self, x):
@@ -168,6 +182,8 @@ class Tanh(Bijection):
 
     log-det ``sum log(1 - tanh^2 x) = sum 2 (log 2 - x - softplus(-2x))`` (stable for large |x|);
     inverse ``x = atanh y``. Saturates: in float32 ``tanh x`` rounds to ±1 for |x| above ~8.
+
+    References: Papamakarios et al. (2021), JMLR, sec. 3.
     """
 
     def forward_and_log_det(self, x):
@@ -183,6 +199,8 @@ class LeakyReLU(Bijection):
 
     ``alpha = exp(log_slope)`` > 0 is learnable (``log_slope``: (D,); 0 is the identity).
     log-det ``sum_{i: x_i < 0} log alpha_i``; inverse divides the negative part by ``alpha``.
+
+    References: Jang (2018), "Normalizing Flows Tutorial, Part 1" (PReLU bijector).
     """
 
     log_slope: jnp.ndarray
@@ -223,6 +241,8 @@ class SmoothLeakyReLU(Bijection):
     log-det ``sum_i log g'(u_i)``; inverse: the stable root ``w = 2c / (alpha + sqrt(alpha^2 +
     (1 - alpha) c / delta))``, ``c = y + alpha delta``. ``log_slope`` (D,): ``alpha = exp(log_slope)``,
     0 is the identity; ``delta`` > 0: static half-width of the ramp.
+
+    References: this course, chapter 4 (a C^1 PReLU).
     """
 
     log_slope: jnp.ndarray

@@ -24,6 +24,8 @@ class Linear(Bijection):
     Forward log-det ``sum log_diag``; inverse ``x = U^-1 L^-1 P^T (y - shift)``, log-det
     ``-sum log_diag``. Parameters: ``lower``, ``upper`` (D, D; only the strict lower / strict
     upper triangles are used), ``log_diag`` (D,), ``shift`` (D,); ``perm`` is a static tuple.
+
+    References: Kingma & Dhariwal (2018), "Glow", sec. 3.2 (LU-decomposed 1x1 convolution).
     """
 
     lower: jnp.ndarray

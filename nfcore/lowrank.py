@@ -30,6 +30,8 @@ class LowRankAffine(Bijection):
     Parameters: ``lower`` (D, D; strict lower triangle used), ``log_diag`` (D,), ``V`` (D, r),
     ``d`` (r,), ``shift`` (D,). With ``d = 0`` the layer is the identity for any ``V``.
     The map is invertible as long as ``I_r + diag(d) V^T L^-1 V`` is non-singular.
+
+    References: Jang (2018), "Normalizing Flows Tutorial, Part 1" (the MLP flow's affine layer).
     """
 
     lower: jnp.ndarray

@@ -56,6 +56,7 @@ class TrainState(NamedTuple):
     model: object  # the parameters (a pytree)
     opt_state: object
     average: object  # running sum for ema (or () without it)
+    last_good: object  # the parameters at which the loss was last finite
     step: jnp.ndarray  # steps taken with a finite loss
     bad_step: jnp.ndarray  # the first step with a non-finite loss, -1 if none
 
@@ -67,8 +68,9 @@ def _all_finite(tree):
 def train_step(loss, batches, optimizer, ema=None, shard=None):
     """``step(state, key) -> (state, loss)``: one optimiser step on the batch ``batches(key)``.
 
-    Once a loss (or the updated parameters) is non-finite, the state freezes: it keeps the last
-    good parameters and records the step. ``ema``: also keep ``avg <- ema avg + (1 - ema) params``.
+    Once a loss (or the updated parameters) is non-finite, the state freezes and records the step;
+    ``last_good`` holds the parameters of the last finite loss. ``ema``: also keep
+    ``avg <- ema avg + (1 - ema) params``.
     """
     def step(state: TrainState, key):
         batch = batches(key) if shard is None else shard(batches(key))
@@ -77,11 +79,13 @@ def train_step(loss, batches, optimizer, ema=None, shard=None):
         model = optax.apply_updates(state.model, updates)
         average = state.average if ema is None else jax.tree_util.tree_map(
             lambda a, p: ema * a + (1 - ema) * p, state.average, model)
-        ok = jnp.isfinite(value) & _all_finite(model) & (state.bad_step < 0)
-        keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, old)
-        bad = jnp.where(ok | (state.bad_step >= 0), state.bad_step, state.step)
-        new = TrainState(keep(model, state.model), keep(opt_state, state.opt_state),
-                         keep(average, state.average), state.step + ok, bad)
+        running = state.bad_step < 0
+        ok = jnp.isfinite(value) & _all_finite(model) & running
+        keep = lambda c, new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(c, a, b), new, old)
+        last_good = keep(jnp.isfinite(value) & running, state.model, state.last_good)
+        bad = jnp.where(ok | ~running, state.bad_step, state.step)
+        new = TrainState(keep(ok, model, state.model), keep(ok, opt_state, state.opt_state),
+                         keep(ok, average, state.average), last_good, state.step + ok, bad)
         return new, value
 
     return step
@@ -193,7 +197,7 @@ def train(key, model, loss: Callable, batches: Callable, *, steps: int, learning
     shard, replicated = (None, None) if devices is None else _sharding(devices, positive_int(batch_size, "batch_size"))
 
     state = TrainState(model, optimizer.init(model), jax.tree_util.tree_map(jnp.zeros_like, model) if ema else (),
-                       jnp.array(0), jnp.array(-1))
+                       model, jnp.array(0), jnp.array(-1))
     if replicated is not None:
         state = jax.device_put(state, replicated)
     run_chunk = jax.jit(lambda s, keys: jax.lax.scan(train_step(loss, batches, optimizer, ema, shard), s, keys))
@@ -217,9 +221,10 @@ def train(key, model, loss: Callable, batches: Callable, *, steps: int, learning
             chunk_loss = np.asarray(chunk_loss)
             chunk_seconds.append(time.perf_counter() - tr)
             if int(state.bad_step) >= 0:
+                # last_good is the model after `done` updates: the bad step's own loss may still be finite
                 stopped, stop_step = "non_finite", int(state.bad_step)
                 losses.append(chunk_loss[: stop_step - done])
-                done = stop_step
+                done = stop_step if np.isfinite(chunk_loss[stop_step - done]) else max(stop_step - 1, 0)
                 warnings.warn(f"training stopped: non-finite loss or parameters at step {stop_step}; returning the "
                               "parameters of the last step with a finite loss. Try a smaller learning_rate, or check "
                               "the data scale.", RuntimeWarning, stacklevel=2)
@@ -241,8 +246,8 @@ def train(key, model, loss: Callable, batches: Callable, *, steps: int, learning
     finally:
         if bar is not None:
             bar.close()
-    final = state.model if stopped == "non_finite" else stopper.best_model if stopped == "early_stop" else current(state)
-    return FitResult(final, np.concatenate(losses) if losses else np.zeros(0), np.asarray(eval_steps),
+    final = state.last_good if stopped == "non_finite" else stopper.best_model if stopped == "early_stop" else current(state)
+    return FitResult(final, np.concatenate(losses)[:done] if losses else np.zeros(0), np.asarray(eval_steps),
                      np.asarray(evals), stopped, stop_step, done, time.perf_counter() - t0, compile_seconds,
                      float(sum(chunk_seconds)), np.asarray(chunk_seconds))
 

@@ -68,10 +68,17 @@ def test_normal_entropy_matches_monte_carlo():
     assert abs(float(mc) - float(n.entropy())) < 0.02
 
 
-def test_log_prob_shapes():
+def test_log_prob_shapes_and_values():
     q = nf.Normal(2)
     assert q.log_prob(jnp.zeros(2)).shape == ()
     assert q.log_prob(jnp.zeros((7, 2))).shape == (7,)
+    x = jnp.array([[0.0, 0.0], [1.0, -2.0], [jnp.inf, 0.0], [0.0, -jnp.inf]])
+    lp = q.log_prob(x)
+    np.testing.assert_allclose(lp[:2], [-math.log(2 * math.pi), -math.log(2 * math.pi) - 2.5], rtol=1e-12)
+    assert np.all(lp[2:] == -np.inf), lp  # a row with a +-inf component has zero density
+    # log_prob_one (public in 0.2) is the one-sample density that log_prob batches
+    np.testing.assert_allclose(jax.vmap(q.log_prob_one)(x[:2]), lp[:2], rtol=1e-12)
+    np.testing.assert_allclose(q.log_prob(x[1]), lp[1], rtol=1e-12)
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -91,12 +98,14 @@ def test_log_prob_nan_raises():
 
 
 def test_bad_constructor_arguments():
-    with pytest.raises(ValueError, match="dim"):
+    with pytest.raises(ValueError, match="dim must be an integer >= 1"):
         nf.Normal(0)
     with pytest.raises(ValueError, match="high > low"):
         nf.Uniform(low=(1.0,), high=(0.0,))
-    with pytest.raises(ValueError, match="n >= 1"):
+    with pytest.raises(ValueError, match=r"n \(the number of samples\) must be an integer >= 1"):
         nf.Normal(2).sample(jax.random.PRNGKey(0), 0)
+    with pytest.raises(ValueError, match=r"n \(the number of samples\) must be an integer >= 1"):
+        nf.Normal(2).sample_and_log_prob(jax.random.PRNGKey(0), 2.5)
 
 
 @pytest.mark.parametrize("bij, outside, inside", [

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import nfcore as nf
-from nfcore.spline import RationalQuadraticSpline, nsf
+from nfcore.spline import RationalQuadraticSpline
 
-SP = RationalQuadraticSpline(bins=5, bound=3.0)
-B = SP.bound
+SP = RationalQuadraticSpline(bins=5, tail_bound=3.0)
+B = SP.tail_bound
 K = SP.bins
 
 # jitted, elementwise over a batch: x (m,), params (m, 3K - 1) -- row i parametrises point i
@@ -43,11 +43,18 @@ def _on_knots(p):
 
 def test_n_params_and_validation():
     assert SP.n_params == 3 * 5 - 1
+    assert SP == RationalQuadraticSpline(5, 3.0) and SP.tail_bound == 3.0
     assert hash(SP) == hash(RationalQuadraticSpline(5, 3.0))  # static, hashable metadata
-    with pytest.raises(ValueError, match="bins"):
+    assert SP != RationalQuadraticSpline(5, 4.0)
+    assert nf.transformers.RationalQuadraticSpline is RationalQuadraticSpline is nf.RationalQuadraticSpline
+    with pytest.raises(ValueError, match="bins must be an integer"):
         RationalQuadraticSpline(0)
-    with pytest.raises(ValueError, match="bound"):
+    with pytest.raises(ValueError, match="bins must be an integer"):
+        RationalQuadraticSpline(2.5)
+    with pytest.raises(ValueError, match="tail_bound must be a finite number > 0"):
         RationalQuadraticSpline(4, -1.0)
+    with pytest.raises(ValueError, match="tail_bound"):
+        RationalQuadraticSpline(4, float("inf"))
     with pytest.raises(ValueError, match="14"):
         SP.forward(jnp.zeros(2), jnp.zeros((2, 13)))
 
@@ -170,7 +177,7 @@ def test_nsf_is_identity_at_init_and_learns_the_checkerboard():
     t = nf.targets.Checkerboard()
     x = t.sample(jax.random.PRNGKey(0), 6000)
     train, held = x[:4000], x[4000:]
-    m = nsf(jax.random.PRNGKey(1), 2, layers=4, hidden=(32, 32), bins=8, shift=train.mean(0), scale=train.std(0))
+    m = nf.nsf(jax.random.PRNGKey(1), 2, layers=4, hidden=(32, 32), bins=8, tail_bound=4.0, shift=train.mean(0), scale=train.std(0))
     assert m.bijection.bijections[0].layers.bijections[0].transformer == RationalQuadraticSpline(8, 4.0)
     z = jnp.array([0.3, -1.1])
     inner = nf.Chain(m.bijection.bijections[:-1])  # the couplings, without the final affine
@@ -181,5 +188,5 @@ def test_nsf_is_identity_at_init_and_learns_the_checkerboard():
                held_out=held, learning_rate=3e-3, progress=False)
     assert r.status == "done"
     nll0 = float(nf.nll(m, held))
-    assert r.held_out_nll[-1] < r.held_out_nll[0] < nll0, (nll0, r.held_out_nll)
-    assert r.held_out_nll[-1] < nll0 - 0.1
+    assert r.held_out[-1] < r.held_out[0] < nll0, (nll0, r.held_out)
+    assert r.held_out[-1] < nll0 - 0.1
