@@ -1,12 +1,14 @@
-"""Save and load models: one ``.npz`` of arrays + a JSON description of the structure, no pickle.
+"""Save and load models: one ``.npz`` of arrays plus a JSON description of the structure, no pickle.
 
-``save(path, model)`` writes every array leaf bit for bit (``a0``, ``a1``, ... in traversal
-order) and ``__structure__``: JSON naming each node's class, its data fields (nodes, tuples,
-lists, dicts, ``None``, array references with shape and dtype) and its static metadata (numbers,
-strings, tuples, and static objects such as ``AffineTransformer(...)``, stored by their fields).
-Key-dependent metadata (glow's permutations, random MADE orders) travels with the description.
-``load`` reads with ``allow_pickle=False`` and rebuilds classes only from an allow-list of
-nfcore's own dataclasses (by class name): nothing named in the file is imported or executed.
+``save(path, model)`` writes every array leaf bit for bit (entries ``a0``, ``a1``, ... in traversal
+order) and ``__structure__``, a JSON tree: each node is ``{"node": class name, "data": {field: ...},
+"static": {field: ...}}``; data fields hold nodes, ``{"tuple"|"list": [...]}``, ``{"dict": {...}}``,
+``None`` or ``{"array": i, "shape", "dtype"}``; static fields hold numbers, strings, ``None``, tuples
+and static objects such as ``AffineTransformer(...)`` (a node without data). So key-dependent
+metadata (glow's permutations, random MADE orders) travels with the file. ``load`` reads it with
+``allow_pickle=False`` and builds classes only from an allow-list of nfcore's own dataclasses, by
+class name: nothing the file names is imported, and no ``__init__`` runs (fields are set directly,
+then the class's ``__post_init__`` checks them).
 """
 from __future__ import annotations
 
@@ -21,157 +23,143 @@ import numpy as np
 
 __all__ = ["save", "load"]
 
-_FORMAT = "nfcore-model"
-_VERSION = 1
+_FORMAT = {"format": "nfcore-model", "version": 1}
 
 
 @functools.lru_cache(maxsize=1)
 def _classes() -> dict:
-    """``{__name__: class}`` for every dataclass defined in nfcore (bijections, distributions, ...)."""
+    """``{__name__: class}`` for every dataclass defined in nfcore (layers, distributions, transformers)."""
     import nfcore
 
     for m in pkgutil.iter_modules(nfcore.__path__):  # nfcore's own module list, never the file's
-        if m.name != "plot":  # plot holds no model classes (and imports matplotlib)
+        if m.name != "plot":  # no model classes there (and it imports matplotlib)
             __import__(f"nfcore.{m.name}")
     found = {}
-    for name, mod in list(sys.modules.items()):
+    for name, module in list(sys.modules.items()):
         if name == "nfcore" or name.startswith("nfcore."):
-            for c in vars(mod).values():
-                if (isinstance(c, type) and dataclasses.is_dataclass(c)
-                        and c.__module__.startswith("nfcore")):
+            for c in vars(module).values():
+                if isinstance(c, type) and dataclasses.is_dataclass(c) and c.__module__.startswith("nfcore"):
                     assert found.setdefault(c.__name__, c) is c, f"two nfcore classes named {c.__name__}"
     return found
 
 
+def _node(v, encode_data) -> dict:
+    if _classes().get(type(v).__name__) is not type(v):
+        raise ValueError(f"save: {type(v).__name__} is not an nfcore class; only nfcore models can be saved.")
+    out = {"node": type(v).__name__, "data": {}, "static": {}}
+    for f in dataclasses.fields(v):
+        static = encode_data is None or f.metadata.get("static", False)
+        out["static" if static else "data"][f.name] = (_static if static else encode_data)(getattr(v, f.name))
+    return out
+
+
 def _static(v):
-    """JSON for one piece of static metadata."""
+    """JSON for one piece of static metadata (hashable: numbers, strings, tuples, frozen objects)."""
     if v is None or isinstance(v, (bool, int, float, str)):
         return v
     if isinstance(v, (np.integer, np.floating, np.bool_)):
         return v.item()
-    if isinstance(v, (tuple, list)):
-        return {type(v).__name__: [_static(u) for u in v]}
-    if dataclasses.is_dataclass(v) and not isinstance(v, type) and type(v).__name__ in _classes():
-        return {"object": type(v).__name__, "fields": {f.name: _static(getattr(v, f.name)) for f in dataclasses.fields(v)}}
-    raise ValueError(f"save: cannot describe static metadata {v!r} of type {type(v).__name__}; "
-                     "static fields must be numbers, strings, tuples or nfcore transformer objects.")
+    if isinstance(v, tuple):
+        return {"tuple": [_static(u) for u in v]}
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return _node(v, None)
+    raise ValueError(f"save: cannot describe the static field value {v!r} ({type(v).__name__}); static "
+                     "metadata must be numbers, strings, tuples or nfcore objects such as transformers.")
 
 
 def _encode(v, arrays: list):
     """JSON for a data field; appends its array leaves to ``arrays``."""
-    if v is None or isinstance(v, (bool, int, float)):
-        return v if v is None else {"scalar": v}
+    if v is None:
+        return None
+    if isinstance(v, (bool, int, float)):
+        return {"scalar": v}
     if isinstance(v, (tuple, list)):
         return {type(v).__name__: [_encode(u, arrays) for u in v]}
-    if isinstance(v, dict):
-        if not all(isinstance(k, str) for k in v):
-            raise ValueError("save: dict fields must have string keys.")
+    if isinstance(v, dict) and all(isinstance(k, str) for k in v):
         return {"dict": {k: _encode(u, arrays) for k, u in v.items()}}
     if dataclasses.is_dataclass(v) and not isinstance(v, type):
-        if _classes().get(type(v).__name__) is not type(v):
-            raise ValueError(f"save: {type(v).__name__} is not an nfcore class; only nfcore models can be saved.")
-        split = {True: {}, False: {}}
-        for f in dataclasses.fields(v):
-            st = bool(f.metadata.get("static", False))
-            split[st][f.name] = (_static if st else lambda u: _encode(u, arrays))(getattr(v, f.name))
-        return {"node": type(v).__name__, "data": split[False], "static": split[True]}
+        return _node(v, lambda u: _encode(u, arrays))
     if hasattr(v, "shape") and hasattr(v, "dtype"):
-        a = np.asarray(v)
-        arrays.append(a)
-        return {"array": len(arrays) - 1, "shape": list(a.shape), "dtype": a.dtype.str}
+        arrays.append(np.asarray(v))
+        return {"array": len(arrays) - 1, "shape": list(arrays[-1].shape), "dtype": arrays[-1].dtype.str}
     raise ValueError(f"save: cannot describe a leaf of type {type(v).__name__}.")
 
 
 def save(path, model) -> None:
-    """Write ``model`` (any nfcore model, distribution or bijection) to ``path`` (``.npz``)."""
+    """Write ``model`` (any nfcore flow, distribution, target or bijection) to ``path`` (``.npz``)."""
     arrays = []
-    tree = _encode(model, arrays)
-    desc = json.dumps({"format": _FORMAT, "version": _VERSION, "tree": tree})
+    desc = json.dumps({**_FORMAT, "tree": _encode(model, arrays)})
     np.savez(path, __structure__=np.array(desc), **{f"a{i}": a for i, a in enumerate(arrays)})
 
 
-def _build(cls, values: dict, path: str):
-    names = [f.name for f in dataclasses.fields(cls)]
-    if sorted(names) != sorted(values):
-        raise ValueError(f"load: {path} ({cls.__name__}) has fields {sorted(values)}, expected {sorted(names)}.")
-    obj = object.__new__(cls)  # never __init__ (e.g. Chain(bijections)): set the saved fields
-    for k in names:
-        object.__setattr__(obj, k, values[k])
-    if hasattr(obj, "__post_init__"):  # the class's own checks of its (static) fields
-        try:
-            obj.__post_init__()
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"load: {path} ({cls.__name__}) is invalid: {e}") from None
-    return obj
-
-
-def _decode(j, arrays, classes, path, static=False):
+def _decode(j, arrays: dict, path: str, static: bool):
     if j is None or isinstance(j, (bool, int, float, str)):
         return j
-    if not isinstance(j, dict) or len(j) not in (1, 2, 3):
-        raise ValueError(f"load: malformed description at {path}.")
-    def sub(v, p, st=static):
-        return _decode(v, arrays, classes, p, st)
-    if "tuple" in j or "list" in j:
-        items = [sub(u, f"{path}[{i}]") for i, u in enumerate(j.get("tuple", j.get("list")))]
-        return tuple(items) if "tuple" in j else items
-    if "scalar" in j:
-        return j["scalar"]
-    if "dict" in j:
-        return {k: sub(u, f"{path}[{k!r}]") for k, u in j["dict"].items()}
-    name = j.get("node", j.get("object"))
-    if name is not None:
-        if name not in classes:
-            raise ValueError(f"load: unknown class {name!r} at {path}; only nfcore classes can be loaded.")
-        if "object" in j:
-            return _build(classes[name], {k: sub(u, f"{path}.{k}", True) for k, u in j["fields"].items()}, path)
-        vals = {k: sub(u, f"{path}.{k}", False) for k, u in j["data"].items()}
-        vals.update({k: sub(u, f"{path}.{k}", True) for k, u in j["static"].items()})
-        return _build(classes[name], vals, path)
-    if "array" in j and not static:
-        a = arrays.get(f"a{j['array']}")
+    (kind, value), = list(j.items())[:1] if isinstance(j, dict) and j else [(None, None)]
+    if kind in ("tuple", "list"):
+        items = [_decode(u, arrays, f"{path}[{i}]", static) for i, u in enumerate(value)]
+        return tuple(items) if kind == "tuple" else items
+    if kind == "scalar" and not static:
+        return value
+    if kind == "dict" and not static:
+        return {k: _decode(u, arrays, f"{path}[{k!r}]", static) for k, u in value.items()}
+    if kind == "array" and not static:
+        a = arrays.get(f"a{value}")
         if a is None:
-            raise ValueError(f"load: array a{j['array']} for {path} is missing from the file.")
+            raise ValueError(f"load: the array a{value} for {path} is missing from the file.")
         if list(a.shape) != j["shape"] or a.dtype.str != j["dtype"]:
-            raise ValueError(f"load: {path} should be {j['dtype']} {tuple(j['shape'])}, "
-                             f"the file holds {a.dtype.str} {a.shape}.")
+            raise ValueError(f"load: {path} should be {j['dtype']} {tuple(j['shape'])}, the file holds "
+                             f"{a.dtype.str} {a.shape}.")
         return jnp.asarray(a)
-    raise ValueError(f"load: malformed description at {path}: keys {sorted(j)}.")
+    if kind == "node":
+        cls = _classes().get(value)
+        if cls is None:
+            raise ValueError(f"load: unknown class {value!r} at {path}; only nfcore classes can be loaded.")
+        fields = {**{k: _decode(u, arrays, f"{path}.{k}", static) for k, u in j["data"].items()},
+                  **{k: _decode(u, arrays, f"{path}.{k}", True) for k, u in j["static"].items()}}
+        names = [f.name for f in dataclasses.fields(cls)]
+        if sorted(names) != sorted(fields):
+            raise ValueError(f"load: {path} ({value}) has fields {sorted(fields)}, expected {sorted(names)}.")
+        obj = object.__new__(cls)  # no __init__ (e.g. Chain(bijections)): set the saved fields
+        for k in names:
+            object.__setattr__(obj, k, fields[k])
+        try:
+            getattr(obj, "__post_init__", lambda: None)()  # the class's own checks of its fields
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"load: {path} ({value}) is invalid: {e}") from None
+        return obj
+    raise ValueError(f"load: malformed structure description at {path}.")
 
 
-def _diff(a, b, path="model"):
-    """The first place where two descriptions differ (array indices aside), or ``None``."""
+def _diff(a, b, path="model", named=False):
+    """Where two descriptions first differ (array indices aside): ``"path: file has .., like has .."``."""
     if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
         for k in a:
-            if k != "array":
-                step = "" if k in ("data", "static", "fields", "tuple", "list", "dict") else f".{k}"
-                d = _diff(a[k], b[k], path if k in ("node", "object", "shape", "dtype") else path + step)
-                if d:
-                    return d
+            sub = f"{path}.{k}" if named else path + {"node": " class", "shape": " shape", "dtype": " dtype"}.get(k, "")
+            if k != "array" and (d := _diff(a[k], b[k], sub, not named and k in ("data", "static", "dict"))):
+                return d
         return None
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and not any(
-            isinstance(u, (int, float, str)) for u in a + b):
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and any(isinstance(u, dict) for u in a):
         return next((d for i, (u, v) in enumerate(zip(a, b)) if (d := _diff(u, v, f"{path}[{i}]"))), None)
-    def short(v):
-        t = json.dumps(v)
-        return t if len(t) < 80 else t[:77] + "..."
-    return None if a == b and type(a) is type(b) else f"{path}: file has {short(a)}, like has {short(b)}"
+    a, b = json.dumps(a), json.dumps(b)
+    return None if a == b else f"{path}: file has {a[:60]}, like has {b[:60]}"
 
 
 def load(path, like=None):
-    """The model saved at ``path``; with ``like``, ``ValueError`` unless it has the same structure,
-    static metadata (e.g. permutations), shapes and dtypes as ``like``."""
+    """The model saved at ``path`` by :func:`save`. With ``like`` (a model), ``ValueError`` naming
+    the first difference unless the file has the same classes, static metadata (e.g. glow's
+    permutations), shapes and dtypes. Unreadable or inconsistent files raise ``ValueError``."""
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         desc = json.loads(str(arrays.pop("__structure__")))
-    except Exception as e:  # truncated zip, bad CRC, missing entry, bad JSON, pickled objects, ...
+        if {k: desc.get(k) for k in _FORMAT} != _FORMAT:
+            raise ValueError(f"no {_FORMAT} header")
+    except Exception as e:  # truncated zip, bad CRC, no structure entry, bad JSON, pickled objects...
         raise ValueError(f"load: {path} is not a readable nfcore save file ({type(e).__name__}: {e}).") from None
-    if not isinstance(desc, dict) or desc.get("format") != _FORMAT or desc.get("version") != _VERSION:
-        raise ValueError(f"load: {path} is not an nfcore save file of version {_VERSION}.")
     if like is not None and (d := _diff(desc["tree"], _encode(like, []))):
         raise ValueError(f"load: the saved model does not match `like` at {d}.")
     try:
-        return _decode(desc["tree"], arrays, _classes(), "model")
+        return _decode(desc["tree"], arrays, "model", False)
     except (TypeError, KeyError, AttributeError, IndexError) as e:
         raise ValueError(f"load: {path} has a malformed structure description ({e!r}).") from None
