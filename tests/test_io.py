@@ -9,6 +9,7 @@ import pytest
 
 import nfcore as nf
 from nfcore.io import load, save
+from nfcore.testing import randomise
 
 KEY = jax.random.PRNGKey(0)
 X = 2.0 * jax.random.normal(jax.random.PRNGKey(1), (32, 2))
@@ -16,12 +17,9 @@ SMALL = dict(layers=2, hidden=(8,))
 log_prob = jax.jit(lambda model, x: model.log_prob(x))  # one compilation per structure
 
 
-def perturbed(model, key=KEY, scale=0.3):
+def perturbed(model, key=KEY):
     """Every leaf moved away from its (often identity) initial value."""
-    leaves, treedef = jax.tree_util.tree_flatten(model)
-    keys = jax.random.split(key, max(len(leaves), 1))
-    new = [a + scale * jax.random.normal(k, a.shape, a.dtype) for a, k in zip(leaves, keys)]
-    return jax.tree_util.tree_unflatten(treedef, new)
+    return randomise(model, key, 0.3)
 
 
 def elementwise_chain():
@@ -33,11 +31,14 @@ def elementwise_chain():
 MODELS = {
     "realnvp": lambda: nf.realnvp(KEY, 2, **SMALL),
     "nice": lambda: nf.nice(KEY, 2, **SMALL),
-    "nsf": lambda: nf.nsf(KEY, 2, bins=4, **SMALL),
+    "realnvp_unrolled": lambda: nf.unrolled(nf.realnvp(KEY, 2, **SMALL)),
+    "nsf": lambda: nf.nsf(KEY, 2, bins=4, tail_bound=3.0, **SMALL),
+    "maf_additive": lambda: nf.maf(KEY, 2, transformer=nf.transformers.Additive(), **SMALL),
     "maf": lambda: nf.maf(KEY, 2, **SMALL),
     "maf_random": lambda: nf.maf(KEY, 3, order="random", **SMALL),
     "iaf_random": lambda: nf.iaf(KEY, 3, order="random", **SMALL),
     "glow": lambda: nf.glow(KEY, 2, data=X, **SMALL),
+    "glow_spline": lambda: nf.glow(KEY, 2, transformer=nf.RationalQuadraticSpline(4, 3.0), **SMALL),
     "mlp_flow": lambda: nf.mlp_flow(KEY, 2, layers=2),
     "mlp_flow_smooth": lambda: nf.mlp_flow(KEY, 2, layers=2, smooth=0.5),
     "chain": elementwise_chain,
