@@ -1,14 +1,12 @@
 """Save and load models: one ``.npz`` of arrays plus a JSON description of the structure, no pickle.
 
-``save(path, model)`` writes every array leaf bit for bit (entries ``a0``, ``a1``, ... in traversal
-order) and ``__structure__``, a JSON tree: each node is ``{"node": class name, "data": {field: ...},
-"static": {field: ...}}``; data fields hold nodes, ``{"tuple"|"list": [...]}``, ``{"dict": {...}}``,
-``None`` or ``{"array": i, "shape", "dtype"}``; static fields hold numbers, strings, ``None``, tuples
-and static objects such as ``AffineTransformer(...)`` (a node without data). So key-dependent
-metadata (glow's permutations, random MADE orders) travels with the file. ``load`` reads it with
-``allow_pickle=False`` and builds classes only from an allow-list of nfcore's own dataclasses, by
-class name: nothing the file names is imported, and no ``__init__`` runs (fields are set directly,
-then the class's ``__post_init__`` checks them).
+``save`` writes every array leaf bit for bit (``a0``, ``a1``, ...) and ``__structure__``, a JSON tree
+of ``{"node": class name, "data": {field: ...}, "static": {field: ...}}``: data fields are nodes,
+tuples, lists, dicts, ``None`` or array references (index, shape, dtype); static fields (numbers,
+strings, tuples, transformers such as ``AffineTransformer(...)``) travel in full, key-dependent ones
+too (glow's permutations, random MADE orders). ``load`` reads with ``allow_pickle=False`` and builds
+only nfcore's own classes, found by name in an allow-list: nothing named in the file is imported, no
+``__init__`` runs (fields are set directly, then the class's ``__post_init__`` checks them).
 """
 from __future__ import annotations
 
@@ -28,7 +26,7 @@ _FORMAT = {"format": "nfcore-model", "version": 1}
 
 @functools.lru_cache(maxsize=1)
 def _classes() -> dict:
-    """``{__name__: class}`` for every dataclass defined in nfcore (layers, distributions, transformers)."""
+    """``{__name__: class}`` for nfcore's frozen dataclasses: bijections, distributions, pytrees, transformers."""
     import nfcore
 
     for m in pkgutil.iter_modules(nfcore.__path__):  # nfcore's own module list, never the file's
@@ -38,12 +36,14 @@ def _classes() -> dict:
     for name, module in list(sys.modules.items()):
         if name == "nfcore" or name.startswith("nfcore."):
             for c in vars(module).values():
-                if isinstance(c, type) and dataclasses.is_dataclass(c) and c.__module__.startswith("nfcore"):
+                if (isinstance(c, type) and dataclasses.is_dataclass(c) and c.__dataclass_params__.frozen
+                        and c.__module__.split(".")[0] == "nfcore"):
                     assert found.setdefault(c.__name__, c) is c, f"two nfcore classes named {c.__name__}"
     return found
 
 
 def _node(v, encode_data) -> dict:
+    """``{"node": name, "data": ..., "static": ...}``; every field is static when ``encode_data`` is None."""
     if _classes().get(type(v).__name__) is not type(v):
         raise ValueError(f"save: {type(v).__name__} is not an nfcore class; only nfcore models can be saved.")
     out = {"node": type(v).__name__, "data": {}, "static": {}}
@@ -55,10 +55,9 @@ def _node(v, encode_data) -> dict:
 
 def _static(v):
     """JSON for one piece of static metadata (hashable: numbers, strings, tuples, frozen objects)."""
+    v = v.item() if isinstance(v, np.generic) else v  # e.g. a numpy integer in a permutation
     if v is None or isinstance(v, (bool, int, float, str)):
         return v
-    if isinstance(v, (np.integer, np.floating, np.bool_)):
-        return v.item()
     if isinstance(v, tuple):
         return {"tuple": [_static(u) for u in v]}
     if dataclasses.is_dataclass(v) and not isinstance(v, type):
@@ -69,10 +68,8 @@ def _static(v):
 
 def _encode(v, arrays: list):
     """JSON for a data field; appends its array leaves to ``arrays``."""
-    if v is None:
-        return None
-    if isinstance(v, (bool, int, float)):
-        return {"scalar": v}
+    if v is None or isinstance(v, (bool, int, float)):
+        return v if v is None else {"scalar": v}
     if isinstance(v, (tuple, list)):
         return {type(v).__name__: [_encode(u, arrays) for u in v]}
     if isinstance(v, dict) and all(isinstance(k, str) for k in v):
@@ -89,31 +86,29 @@ def save(path, model) -> None:
     """Write ``model`` (any nfcore flow, distribution, target or bijection) to ``path`` (``.npz``)."""
     arrays = []
     desc = json.dumps({**_FORMAT, "tree": _encode(model, arrays)})
-    np.savez(path, __structure__=np.array(desc), **{f"a{i}": a for i, a in enumerate(arrays)})
+    with open(path, "wb") as f:  # exactly `path`: np.savez(name) would append ".npz"
+        np.savez(f, __structure__=np.array(desc), **{f"a{i}": a for i, a in enumerate(arrays)})
 
 
 def _decode(j, arrays: dict, path: str, static: bool):
+    """The value described by ``j`` (arrays from ``arrays``); ``ValueError`` naming ``path`` if inconsistent."""
     if j is None or isinstance(j, (bool, int, float, str)):
         return j
     (kind, value), = list(j.items())[:1] if isinstance(j, dict) and j else [(None, None)]
     if kind in ("tuple", "list"):
         items = [_decode(u, arrays, f"{path}[{i}]", static) for i, u in enumerate(value)]
         return tuple(items) if kind == "tuple" else items
-    if kind == "scalar" and not static:
-        return value
-    if kind == "dict" and not static:
-        return {k: _decode(u, arrays, f"{path}[{k!r}]", static) for k, u in value.items()}
+    if kind in ("scalar", "dict") and not static:
+        return value if kind == "scalar" else {k: _decode(u, arrays, f"{path}[{k!r}]", False) for k, u in value.items()}
     if kind == "array" and not static:
-        a = arrays.get(f"a{value}")
-        if a is None:
+        if (a := arrays.get(f"a{value}")) is None:
             raise ValueError(f"load: the array a{value} for {path} is missing from the file.")
         if list(a.shape) != j["shape"] or a.dtype.str != j["dtype"]:
             raise ValueError(f"load: {path} should be {j['dtype']} {tuple(j['shape'])}, the file holds "
                              f"{a.dtype.str} {a.shape}.")
         return jnp.asarray(a)
     if kind == "node":
-        cls = _classes().get(value)
-        if cls is None:
+        if (cls := _classes().get(value)) is None:
             raise ValueError(f"load: unknown class {value!r} at {path}; only nfcore classes can be loaded.")
         fields = {**{k: _decode(u, arrays, f"{path}.{k}", static) for k, u in j["data"].items()},
                   **{k: _decode(u, arrays, f"{path}.{k}", True) for k, u in j["static"].items()}}
@@ -155,6 +150,8 @@ def load(path, like=None):
         desc = json.loads(str(arrays.pop("__structure__")))
         if {k: desc.get(k) for k in _FORMAT} != _FORMAT:
             raise ValueError(f"no {_FORMAT} header")
+    except FileNotFoundError:
+        raise
     except Exception as e:  # truncated zip, bad CRC, no structure entry, bad JSON, pickled objects...
         raise ValueError(f"load: {path} is not a readable nfcore save file ({type(e).__name__}: {e}).") from None
     if like is not None and (d := _diff(desc["tree"], _encode(like, []))):

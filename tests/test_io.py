@@ -157,6 +157,15 @@ def test_bad_files_raise_value_error(tmp_path):
         load(tmp_path / "plain.npz")
 
 
+def test_path_is_used_as_given_and_missing_files_say_so(tmp_path):
+    assert nf.save is save and nf.load is load
+    model = nf.targets.Banana()
+    nf.save(tmp_path / "banana", model)  # no ".npz" appended
+    assert nf.load(tmp_path / "banana") == model
+    with pytest.raises(FileNotFoundError):
+        load(tmp_path / "nothing.npz")
+
+
 def test_saving_a_non_nfcore_object_raises(tmp_path):
     with pytest.raises(ValueError):
         save(tmp_path / "m.npz", nf.Chain([lambda x: x]))
