@@ -154,9 +154,9 @@ def load(path, like=None):
         raise
     except Exception as e:  # truncated zip, bad CRC, no structure entry, bad JSON, pickled objects...
         raise ValueError(f"load: {path} is not a readable nfcore save file ({type(e).__name__}: {e}).") from None
-    if like is not None and (d := _diff(desc["tree"], _encode(like, []))):
-        raise ValueError(f"load: the saved model does not match `like` at {d}.")
     try:
+        if like is not None and (d := _diff(desc["tree"], _encode(like, []))):
+            raise ValueError(f"load: the saved model does not match `like` at {d}.")
         return _decode(desc["tree"], arrays, "model", False)
-    except (TypeError, KeyError, AttributeError, IndexError) as e:
+    except (TypeError, KeyError, AttributeError, IndexError, RecursionError) as e:
         raise ValueError(f"load: {path} has a malformed structure description ({e!r}).") from None
