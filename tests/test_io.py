@@ -152,6 +152,12 @@ def test_bad_files_raise_value_error(tmp_path):
     with pytest.raises(ValueError, match="should be"):
         load(path)
 
+    path.write_bytes(data)
+    _rewrite(path, lambda c: c.update(__structure__=np.array(json.dumps(
+        {"format": "nfcore-model", "version": 1, "tree": {"node": "Chain", "data": 3}}))))
+    with pytest.raises(ValueError, match="malformed"):
+        load(path)
+
     np.savez(tmp_path / "plain.npz", x=np.zeros(3))
     with pytest.raises(ValueError, match="not a readable"):
         load(tmp_path / "plain.npz")
