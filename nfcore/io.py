@@ -113,8 +113,10 @@ def _decode(j, arrays: dict, path: str, static: bool):
         fields = {**{k: _decode(u, arrays, f"{path}.{k}", static) for k, u in j["data"].items()},
                   **{k: _decode(u, arrays, f"{path}.{k}", True) for k, u in j["static"].items()}}
         names = [f.name for f in dataclasses.fields(cls)]
-        if sorted(names) != sorted(fields):
-            raise ValueError(f"load: {path} ({value}) has fields {sorted(fields)}, expected {sorted(names)}.")
+        want = sorted(f.name for f in dataclasses.fields(cls) if static or f.metadata.get("static", False))
+        if sorted(names) != sorted(fields) or sorted(j["static"]) != want:
+            raise ValueError(f"load: {path} ({value}) has fields {sorted(j['data'])} + static {sorted(j['static'])}, "
+                             f"expected {sorted(set(names) - set(want))} + static {want}.")
         obj = object.__new__(cls)  # no __init__ (e.g. Chain(bijections)): set the saved fields
         for k in names:
             object.__setattr__(obj, k, fields[k])
