@@ -25,6 +25,7 @@ from .nn import MLP
 from . import nn, targets, transformers, validate
 from .flows import coupling_flow, glow, iaf, layered_flow, maf, mlp_flow, nice, nsf, realnvp
 from .training import FitResult, fit, kl_divergence, nll, train
+from .io import load, save
 
 __version__ = "0.2.0"
 
@@ -35,7 +36,7 @@ __all__ = [
     "Linear", "LowRankAffine", "ActNorm", "Coupling", "alternating_masks", "MADE", "MaskedAutoregressive",
     "RationalQuadraticSpline", "MLP", "nn", "plot", "targets", "transformers", "validate", "testing",
     "coupling_flow", "realnvp", "nice", "nsf", "maf", "iaf", "glow", "mlp_flow", "layered_flow",
-    "FitResult", "fit", "train", "nll", "kl_divergence",
+    "FitResult", "fit", "train", "nll", "kl_divergence", "save", "load",
 ]
 
 
