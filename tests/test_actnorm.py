@@ -9,7 +9,7 @@ from nfcore.actnorm import ActNorm
 from nfcore.coupling import Coupling
 from nfcore.linear import Linear
 from nfcore.spline import RationalQuadraticSpline
-from nfcore.testing import randomise
+from nfcore.testing import check_bijection, randomise
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +92,7 @@ def test_glow_structure_and_data_init():
     zb, ild = jax.jit(jax.vmap(pert.inverse_and_log_det))(y)
     np.testing.assert_allclose(zb, z, atol=1e-9)
     np.testing.assert_allclose(ild, -ld, atol=1e-9)
+    check_bijection(pert, z[:16], tol=1e-9)  # and both log-dets equal autodiff's log|det J|
     with pytest.raises(ValueError, match=r"\(N, 2\)"):
         nf.glow(jax.random.PRNGKey(1), 2, layers=1, data=x[0])
 

@@ -77,6 +77,16 @@ def test_checkerboard_samples_only_dark_cells():
     assert len({tuple(c) for c in cells}) == 8
 
 
+@pytest.mark.parametrize("target, xlim, ylim", CASES, ids=IDS)
+def test_log_prob_one_is_what_log_prob_batches(target, xlim, ylim):
+    x = target.sample(jax.random.PRNGKey(5), 64)
+    assert x.shape == (64, 2) and target.dim == 2
+    lp = target.log_prob(x)
+    assert lp.shape == (64,) and np.all(np.isfinite(lp))
+    np.testing.assert_allclose(jax.vmap(target.log_prob_one)(x), lp, rtol=1e-12)
+    np.testing.assert_allclose(target.log_prob(x[0]), lp[0], rtol=1e-12)
+
+
 def test_targets_validate_input():
     with pytest.raises(ValueError, match=r"\(N, 2\)"):
         Banana().log_prob(jnp.zeros((3, 3)))
