@@ -47,3 +47,12 @@ def __getattr__(name):
 
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'nfcore' has no attribute {name!r}")
+
+# chapter 9: images (dequantisation, bits per dimension, multi-scale flows)
+from .dequantization import (LogitTransform, VariationalDequantizer, bits_per_dim, dequantization_bound,  # noqa: E402
+                             dequantize, importance_weighted_bound)
+from .multiscale import FactorOut, Squeeze, channel_mask, checkerboard_mask, multiscale_flow  # noqa: E402
+
+__all__ += ["LogitTransform", "VariationalDequantizer", "bits_per_dim", "dequantization_bound", "dequantize",
+            "importance_weighted_bound", "FactorOut", "Squeeze", "channel_mask", "checkerboard_mask",
+            "multiscale_flow"]
