@@ -51,7 +51,8 @@ def __getattr__(name):
 # chapter 9: images (dequantisation, bits per dimension, multi-scale flows)
 from .dequantization import (LogitTransform, VariationalDequantizer, bits_per_dim, dequantization_bound,  # noqa: E402
                              dequantize, importance_weighted_bound)
-from .multiscale import FactorOut, Squeeze, channel_mask, checkerboard_mask, multiscale_flow  # noqa: E402
+from .multiscale import FactorOut, Squeeze, channel_mask, checkerboard_mask  # noqa: E402
+from .flows import multiscale_flow  # noqa: E402
 
 __all__ += ["LogitTransform", "VariationalDequantizer", "bits_per_dim", "dequantization_bound", "dequantize",
             "importance_weighted_bound", "FactorOut", "Squeeze", "channel_mask", "checkerboard_mask",

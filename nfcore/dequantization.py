@@ -14,6 +14,7 @@ using Real NVP", ICLR 2017 (logit with alpha).
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -21,15 +22,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax.nn import log_sigmoid
 
-from .bijection import Bijection, bijection, check_sample, positive_int, static
+from .bijection import Bijection, pytree, static
 from .nn import MLP
 from .transformers import AffineTransformer
+from .validate import check_sample, positive_int
 
 __all__ = ["LogitTransform", "VariationalDequantizer", "dequantize", "dequantization_bound",
            "importance_weighted_bound", "bits_per_dim"]
 
 
-@bijection
 class LogitTransform(Bijection):
     """``y = (sigmoid(z) - alpha) / (1 - 2 alpha)``: R -> an interval around ``[0, 1]`` (forward).
 
@@ -46,13 +47,11 @@ class LogitTransform(Bijection):
             raise ValueError(f"alpha must be in [0, 0.5), e.g. 0.05, got {self.alpha}.")
 
     def forward_and_log_det(self, z):
-        check_sample(z, None, "LogitTransform")
         a = self.alpha
         ld = log_sigmoid(z) + log_sigmoid(-z) - math.log1p(-2 * a)
         return (jax.nn.sigmoid(z) - a) / (1 - 2 * a), jnp.sum(ld)
 
     def inverse_and_log_det(self, y):
-        check_sample(y, None, "LogitTransform")
         s = self.alpha + (1 - 2 * self.alpha) * y
         ok = (s > 0) & (s < 1)
         s = jnp.where(ok, s, 0.5)  # double where: finite gradients outside the range
@@ -61,7 +60,7 @@ class LogitTransform(Bijection):
         return jnp.where(ok, log_s - log_1ms, 0.0), jnp.where(jnp.all(ok), ld, -jnp.inf)
 
 
-@bijection
+@pytree
 class VariationalDequantizer:
     """``q(u | x)``: ``u = sigmoid(h)``, ``h = g_x(eps)``, ``eps ~ N(0, I_D)`` (one sample).
 
@@ -123,20 +122,24 @@ def dequantize(key, x, levels: int, dequantizer: VariationalDequantizer | None =
     return (x + u) / levels, log_q
 
 
+@functools.partial(jax.jit, static_argnames="levels")
 def dequantization_bound(model, key, x, levels: int, dequantizer=None):
     """One-sample bound per image, ``log p(y) - log q(u|x)`` (N,), nats of the continuous model.
 
     ``bits_per_dim(bound, D, levels)`` turns it into bits per dimension of the discrete images.
     """
     y, log_q = dequantize(key, x, levels, dequantizer)
-    return jax.vmap(model.log_prob)(y) - log_q
+    return jax.vmap(model.log_prob_one)(y) - log_q
 
 
 def importance_weighted_bound(model, key, x, levels: int, dequantizer=None, k: int = 16):
     """``log (1/K) sum_k p(y_k) / q(u_k|x)`` per image (N,): tighter than the bound as ``K`` grows."""
-    k = positive_int(k, "k")
-    terms = jnp.stack([dequantization_bound(model, kk, x, levels, dequantizer)
-                       for kk in jax.random.split(key, k)])
+    return _iw(model, key, x, positive_int(levels, "levels"), dequantizer, positive_int(k, "k"))
+
+
+@functools.partial(jax.jit, static_argnames=("levels", "k"))
+def _iw(model, key, x, levels, dequantizer, k):
+    terms = jax.lax.map(lambda kk: dequantization_bound(model, kk, x, levels, dequantizer), jax.random.split(key, k))
     return jax.scipy.special.logsumexp(terms, axis=0) - math.log(k)
 
 

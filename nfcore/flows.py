@@ -29,7 +29,7 @@ from .transformers import Additive, AffineTransformer, RationalQuadraticSpline, 
 from .validate import check_batch, finite_array, int_tuple, positive_float, positive_int
 
 __all__ = ["layered_flow", "coupling_flow", "realnvp", "nice", "nsf", "maf", "iaf", "glow", "mlp_flow",
-           "standardising_affine", "HIDDEN", "ACTIVATION"]
+           "standardising_affine", "multiscale_flow", "HIDDEN", "ACTIVATION"]
 
 HIDDEN = (64, 64)  # conditioner widths of every factory
 ACTIVATION = "silu"  # conditioner activation of every factory
@@ -233,3 +233,34 @@ def mlp_flow(key, dim: int = 2, *, layers: int = 6, rank: int = 2, smooth: float
         last = dataclasses.replace(last, log_diag=standardise.log_scale, shift=standardise.shift)
     parts.append(last)
     return Transformed(Normal(dim), Chain(parts))
+
+
+def multiscale_flow(key, shape=(8, 8, 1), *, levels: int = 2, couplings: int = 2, hidden=HIDDEN,
+                    transformer=AffineTransformer(), activation: str = ACTIVATION, alpha: float | None = 0.05,
+                    shift=None, scale=None) -> Transformed:
+    """A RealNVP multi-scale flow for ``(H, W, C)`` images on ``[0, 1)^(H W C)`` (Dinh et al. 2017):
+    ``Transformed(Normal(H W C), Chain([Invert(encoder), Affine?, LogitTransform?]))``.
+
+    ``encoder``: :func:`~nfcore.multiscale.multiscale_encoder` (squeeze, checkerboard / channel
+    couplings with MLP conditioners, factor-out of half the variables at each of ``levels`` scales).
+    ``shift``/``scale`` (D,): a trainable affine on the logit scale initialised to the data's mean /
+    std. ``alpha``: the :class:`~nfcore.dequantization.LogitTransform` (``None``: a flow on R^D).
+    """
+    from .dequantization import LogitTransform
+    from .multiscale import multiscale_encoder
+
+    if not (isinstance(shape, tuple) and len(shape) == 3):
+        raise ValueError(f"shape must be an image shape (H, W, C) such as (8, 8, 1), got {shape!r}.")
+    h, w, c = (positive_int(s, "shape") for s in shape)
+    levels, couplings = positive_int(levels, "levels"), positive_int(couplings, "couplings")
+    _check_common(h * w * c, 1, hidden, activation)
+    if h % 2**levels or w % 2**levels:
+        raise ValueError(f"an image of shape {shape} cannot be squeezed {levels} times (H and W must be divisible "
+                         f"by 2**levels = {2**levels}); use fewer levels.")
+    check_transformer(transformer)
+    logit = LogitTransform(alpha) if alpha is not None else None
+    encoder = multiscale_encoder(key, (h, w, c), levels=levels, couplings=couplings, hidden=tuple(hidden),
+                                 transformer=transformer, activation=activation)
+    final = standardising_affine(h * w * c, shift, scale)
+    parts = [Invert(encoder)] + [p for p in (final, logit) if p is not None]
+    return Transformed(Normal(h * w * c), Chain(parts))

@@ -15,15 +15,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .bijection import Bijection, bijection, check_sample, positive_int, static
-from .chain import Chain, Invert
+from .bijection import Bijection, static
+from .chain import Chain
 from .coupling import Coupling
-from .dequantization import LogitTransform
-from .distributions import Normal, Transformed
-from .layered import standardising_affine
-from .transformers import AffineTransformer
+from .validate import positive_int
 
-__all__ = ["Squeeze", "FactorOut", "checkerboard_mask", "channel_mask", "multiscale_flow"]
+__all__ = ["Squeeze", "FactorOut", "checkerboard_mask", "channel_mask", "multiscale_encoder"]
 
 
 def _shape(shape):
@@ -46,7 +43,6 @@ def channel_mask(shape) -> tuple:
     return tuple(bool(v) for v in np.broadcast_to(np.arange(c) < c // 2, (h, w, c)).reshape(-1))
 
 
-@bijection
 class Squeeze(Bijection):
     """``(H, W, C) -> (H/2, W/2, 4C)``: channel ``4c' + 2i + j`` of pixel ``(h, w)`` is input pixel
     ``(2h + i, 2w + j)``, channel ``c'`` — on flat samples ``(H W C,)``. Inverse: unsqueeze; log-det 0."""
@@ -71,15 +67,12 @@ class Squeeze(Bijection):
         return idx.transpose(0, 2, 4, 1, 3).reshape(-1)
 
     def forward_and_log_det(self, x):
-        check_sample(x, self.dim, "Squeeze")
         return x[self.permutation()], jnp.zeros((), x.dtype)
 
     def inverse_and_log_det(self, y):
-        check_sample(y, self.dim, "Squeeze")
         return y[np.argsort(self.permutation())], jnp.zeros((), y.dtype)
 
 
-@bijection
 class FactorOut(Bijection):
     """``y[keep] = f(x[keep])``, the other coordinates unchanged; log-det that of ``f``.
 
@@ -101,7 +94,6 @@ class FactorOut(Bijection):
         return self.size
 
     def _apply(self, x, inverse):
-        check_sample(x, self.size, "FactorOut")
         keep = np.asarray(self.keep)
         fn = self.bijection.inverse_and_log_det if inverse else self.bijection.forward_and_log_det
         part, ld = fn(x[keep])
@@ -114,41 +106,25 @@ class FactorOut(Bijection):
         return self._apply(y, True)
 
 
-def _level(key, shape, levels, couplings, hidden, transformer):
-    """The density-direction layers of one scale: couplings on ``shape``, squeeze, couplings on
-    channels, then either factor out half (and recurse) or stop."""
+def multiscale_encoder(key, shape, *, levels: int, couplings: int, hidden, transformer,
+                       activation: str = "silu") -> Chain:
+    """The density-direction (data -> base) layers: at each of ``levels`` scales ``couplings``
+    checkerboard couplings on ``shape``, :class:`Squeeze`, ``couplings`` channel couplings, then
+    (but at the last scale) :class:`FactorOut` of half the channels with the next scale inside."""
     h, w, c = shape
     sq = (h // 2, w // 2, 4 * c)
     keys = jax.random.split(key, 2 * couplings + 1)
     masks = [checkerboard_mask(shape), tuple(not m for m in checkerboard_mask(shape))]
-    layers = [Coupling.init(keys[i], masks[i % 2], hidden, transformer) for i in range(couplings)]
+    kw = dict(hidden=hidden, transformer=transformer, activation=activation)
+    layers = [Coupling.init(keys[i], masks[i % 2], **kw) for i in range(couplings)]
     layers.append(Squeeze(h, w, c))
     cmasks = [channel_mask(sq), tuple(not m for m in channel_mask(sq))]
-    layers += [Coupling.init(keys[couplings + i], cmasks[i % 2], hidden, transformer) for i in range(couplings)]
+    layers += [Coupling.init(keys[couplings + i], cmasks[i % 2], **kw) for i in range(couplings)]
     if levels > 1:
         keep = tuple(int(i) for i in np.flatnonzero(channel_mask(sq)))
-        inner = _level(keys[-1], (sq[0], sq[1], sq[2] // 2), levels - 1, couplings, hidden, transformer)
+        inner = multiscale_encoder(keys[-1], (sq[0], sq[1], sq[2] // 2), levels=levels - 1,
+                                   couplings=couplings, **kw)
         layers.append(FactorOut(inner, keep, len(cmasks[0])))
     return Chain(layers)
 
 
-def multiscale_flow(key, shape=(8, 8, 1), *, levels: int = 2, couplings: int = 2, hidden=(128,),
-                    transformer=AffineTransformer(), alpha: float | None = 0.05, shift=None,
-                    scale=None) -> Transformed:
-    """``Transformed(Normal(H W C), Chain([Invert(encoder), Affine?, LogitTransform?]))``.
-
-    The ``encoder`` (density direction) at each of ``levels`` scales: ``couplings`` checkerboard
-    couplings, :class:`Squeeze`, ``couplings`` channel couplings, then :class:`FactorOut` of half
-    the channels with the next scale inside. Conditioners are MLPs (``hidden``). ``shift``/``scale``
-    (D,): a trainable affine on the logit scale initialised to the data's mean / std; ``alpha``:
-    the :class:`LogitTransform` (``None``: a flow on R^D).
-    """
-    h, w, c = _shape(shape)
-    if h % 2 ** positive_int(levels, "levels") or w % 2**levels:
-        raise ValueError(f"shape {shape} cannot be squeezed {levels} times; use fewer levels.")
-    encoder = _level(key, (h, w, c), levels, positive_int(couplings, "couplings"), hidden, transformer)
-    parts = [Invert(encoder)]
-    final = standardising_affine(h * w * c, shift, scale)
-    parts += [final] if final is not None else []
-    parts += [LogitTransform(alpha)] if alpha is not None else []
-    return Transformed(Normal(h * w * c), Chain(parts))

@@ -35,14 +35,15 @@ class Entry:
     x_extremes: tuple = (-50.0, 50.0)  # forward inputs that must give finite values and gradients
     y_extremes: tuple = (-50.0, 50.0)  # inverse inputs that must give finite values and gradients
     rtol32: float = 1e-5  # round-trip tolerance in float32 (relative to 1 + |x|)
+    dim: int = D  # sample length (image layers need their own, e.g. Squeeze)
 
     def sample_x(self, key, n, bound=None):
         if self.unit:
-            return jax.random.uniform(key, (n, D), minval=1e-3, maxval=1 - 1e-3)
+            return jax.random.uniform(key, (n, self.dim), minval=1e-3, maxval=1 - 1e-3)
         b = self.x_bound if bound is None else min(bound, self.x_bound)
         if self.positive:
-            return jax.random.uniform(key, (n, D), minval=1e-3, maxval=b)
-        return jax.random.uniform(key, (n, D), minval=-b, maxval=b)
+            return jax.random.uniform(key, (n, self.dim), minval=1e-3, maxval=b)
+        return jax.random.uniform(key, (n, self.dim), minval=-b, maxval=b)
 
 
 def _linear(key):
@@ -118,6 +119,12 @@ ENTRIES = [
     # IAF's inverse is the ill-conditioned direction here: |J^-1| eps |y| ~ 1e-4 at the worst of 1e5 points
     Entry("IAF-affine", _autoregressive(nf.transformers.AffineTransformer(3.0), "forward", (1, 2, 0)), rtol32=5e-4),
     Entry("MAF-additive", _autoregressive(nf.transformers.Additive(), "inverse", (0, 2, 1)), rtol32=2e-4),
+    # chapter 9 (images): the logit pre-processing (forward = sigmoid direction, range around [0, 1]),
+    # squeeze on a 2 x 4 x 2 image (its own dim, 16), factor-out of (2, 0) with a coupling inside
+    Entry("LogitTransform", lambda k: nf.LogitTransform(0.05), x_bound=6.0, y_extremes=(-0.05, 1.05), rtol32=3e-4),
+    Entry("Squeeze", lambda k: nf.Squeeze(2, 4, 2), dim=16),
+    Entry("FactorOut", lambda k: nf.FactorOut(_randomise(nf.Coupling.init(k, (True, False), hidden=(8,)),
+                                                         jax.random.fold_in(k, 7)), (2, 0), 3), rtol32=2e-4),
 ]
 
 

@@ -60,7 +60,7 @@ def test_round_trip_float32_1e5_points(entry):
 def test_finite_values_and_gradients_at_extremes(entry):
     b = to32(entry.make(KEY))
     for direction, extremes in (("forward", entry.x_extremes), ("inverse", entry.y_extremes)):
-        points = jnp.asarray([[v] * D for v in extremes], jnp.float32)
+        points = jnp.asarray([[v] * entry.dim for v in extremes], jnp.float32)
 
         def f(bb, x, direction=direction):
             o, l = (bb.forward_and_log_det if direction == "forward" else bb.inverse_and_log_det)(x)
@@ -75,9 +75,10 @@ def test_finite_values_and_gradients_at_extremes(entry):
 
 def test_log_prob_is_never_nan(entry):
     """A flow built on the layer: -inf (zero density), never NaN, at infinite and huge inputs."""
-    q = nf.Transformed(nf.Normal(D), to32(entry.make(KEY)))
-    x = jnp.asarray([[jnp.inf, 0.0, 0.0], [0.0, -jnp.inf, 1.0], [jnp.inf] * 3, [1e30, -1e30, 0.5], [1e6] * 3],
-                    jnp.float32)
+    d = entry.dim  # rows padded to the entry's own dimension (D = 3 for all but image layers)
+    q = nf.Transformed(nf.Normal(d), to32(entry.make(KEY)))
+    x = jnp.asarray([[jnp.inf] + [0.0] * (d - 1), [0.0, -jnp.inf] + [1.0] * (d - 2), [jnp.inf] * d,
+                     [1e30, -1e30] + [0.5] * (d - 2), [1e6] * d], jnp.float32)
     lp = np.asarray(q.log_prob(x))
     assert not np.any(np.isnan(lp)), lp
     assert np.all(lp[:3] == -np.inf)
