@@ -123,8 +123,8 @@ ENTRIES = [
     # squeeze on a 2 x 4 x 2 image (its own dim, 16), factor-out of (2, 0) with a coupling inside
     Entry("LogitTransform", lambda k: nf.LogitTransform(0.05), x_bound=6.0, y_extremes=(-0.05, 1.05), rtol32=3e-4),
     Entry("Squeeze", lambda k: nf.Squeeze(2, 4, 2), dim=16),
-    Entry("FactorOut", lambda k: nf.FactorOut(_randomise(nf.Coupling.init(k, (True, False), hidden=(8,)),
-                                                         jax.random.fold_in(k, 7)), (2, 0), 3), rtol32=2e-4),
+    Entry("FactorOut", lambda k: nf.FactorOut(randomise(nf.Coupling.init(k, (True, False), hidden=(8,)),
+                                                        jax.random.fold_in(k, 7)), (2, 0), 3), rtol32=2e-4),
 ]
 
 
