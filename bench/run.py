@@ -320,8 +320,15 @@ def write_results(path, runs, machine):
         "Raw runs (JSON):", "", "```", json.dumps({c: runs[c] for c in cols} | {"machine": machine},
                                                    indent=1), "```", "",
     ]
+    kept = ""  # reference sections written by hand (e.g. chapter 9's bits/dim) survive a rerun
+    if os.path.exists(path) and KEEP in open(path).read():
+        old = open(path).read()
+        kept = "\n" + old[old.index(KEEP):]
     with open(path, "w") as f:
-        f.write("\n".join(lines))
+        f.write("\n".join(lines) + kept)
+
+
+KEEP = "<!-- kept by make bench -->"
 
 
 def _nsf_and_maf_tables(runs, machine):
