@@ -76,9 +76,8 @@ class VariationalDequantizer:
 
     @classmethod
     def init(cls, key, dim: int, levels: int, *, hidden=(64,), layers: int = 2) -> "VariationalDequantizer":
-        dim, levels, layers = positive_int(dim, "dim"), positive_int(levels, "levels"), int(layers)
-        if dim < 2 or levels < 2 or layers < 0:
-            raise ValueError(f"need dim >= 2, levels >= 2 and layers >= 0, got {dim}, {levels}, {layers}.")
+        dim, levels = positive_int(dim, "dim", 2), positive_int(levels, "levels", 2)
+        layers = positive_int(layers, "layers", 0)
         keys = jax.random.split(key, layers + 1)
         base = MLP.init(keys[0], (dim, *hidden, 2 * dim))
         half = dim // 2
@@ -111,6 +110,7 @@ def dequantize(key, x, levels: int, dequantizer: VariationalDequantizer | None =
 
     Uniform noise (``log q = 0``) without ``dequantizer``; else ``u`` from ``q(u|x)``.
     """
+    levels = positive_int(levels, "levels")
     x = jnp.asarray(x, jnp.result_type(float))
     if x.ndim != 2:
         raise ValueError(f"x must be a batch of images of shape (N, D), got shape {x.shape}.")
