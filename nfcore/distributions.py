@@ -17,7 +17,21 @@ import numpy as np
 from .bijection import Bijection, pytree, static
 from .validate import check_batch, finite_float, positive_int
 
-__all__ = ["Distribution", "Normal", "Uniform", "Transformed", "check_batch"]
+__all__ = ["Distribution", "Normal", "Uniform", "Transformed", "check_batch", "map_in_chunks"]
+
+
+EVAL_CHUNK = 8192  # rows per chunk when a large batch is evaluated (bounds peak memory)
+
+
+def map_in_chunks(f, x):
+    """``vmap(f)(x)`` for ``x (N, D)``, ``EVAL_CHUNK`` rows at a time under ``lax.map`` (padded last
+    chunk): only one chunk's intermediates are alive at once, whatever ``N``."""
+    n = x.shape[0]
+    if n <= EVAL_CHUNK:
+        return jax.vmap(f)(x)
+    pad = (-n) % EVAL_CHUNK
+    xp = jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad, x.shape[1]))]) if pad else x
+    return jax.lax.map(jax.vmap(f), xp.reshape(-1, EVAL_CHUNK, x.shape[1])).reshape(-1)[:n]
 
 
 def _concrete(a) -> bool:
@@ -44,7 +58,7 @@ class Distribution:
     def log_prob(self, x):
         """``log p(x)``: ``(D,) -> ()`` or ``(N, D) -> (N,)``; ``-inf`` where ``x`` has an inf."""
         x = check_batch(x, self.dim, f"{type(self).__name__}.log_prob")
-        return self._finite_log_prob_one(x) if x.ndim == 1 else jax.vmap(self._finite_log_prob_one)(x)
+        return self._finite_log_prob_one(x) if x.ndim == 1 else map_in_chunks(self._finite_log_prob_one, x)
 
     def prob(self, x):
         """``p(x) = exp(log_prob(x))``."""

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .distributions import Distribution
+from .distributions import Distribution, map_in_chunks
 from .validate import check_batch, finite_array, positive_float, positive_int, unit_interval
 
 __all__ = ["train", "fit", "train_step", "TrainState", "FitResult", "EarlyStopping", "minibatches", "nll_loss",
@@ -305,20 +305,10 @@ def fit(key, model: Distribution, data, *, steps: int, batch_size: int = 512, le
 
 # --- metrics ---------------------------------------------------------------------------------
 
-EVAL_CHUNK = 8192  # samples per chunk when evaluating a large set (bounds peak memory)
-
-
 @jax.jit
 def _log_prob_chunked(distribution, x):
-    # log q(x_i) for every row of x (N, D), EVAL_CHUNK rows at a time under lax.map (padded last
-    # chunk), so one chunk's activations are alive at once; compiled once per model structure.
-    n = x.shape[0]
-    if n <= EVAL_CHUNK:
-        return jax.vmap(distribution.log_prob_one)(x)
-    pad = (-n) % EVAL_CHUNK
-    xp = jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad, x.shape[1]))]) if pad else x
-    out = jax.lax.map(jax.vmap(distribution.log_prob_one), xp.reshape(-1, EVAL_CHUNK, x.shape[1]))
-    return out.reshape(-1)[:n]
+    # log q(x_i) for every row of x (N, D) in chunks (bounded memory), compiled once per model structure
+    return map_in_chunks(distribution.log_prob_one, x)
 
 
 def nll(model: Distribution, x) -> float:

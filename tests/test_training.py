@@ -202,7 +202,7 @@ def test_chunked_evaluation_matches_one_batch(banana, monkeypatch):
     m = jax.tree_util.tree_map(lambda a: a + 0.05, _small(x))
     n = 2 * 1000 + 37  # not a multiple of the chunk
     full = jax.vmap(m.log_prob_one)(x[:n])
-    monkeypatch.setattr(importlib.import_module("nfcore.training"), "EVAL_CHUNK", 1000)
+    monkeypatch.setattr(importlib.import_module("nfcore.distributions"), "EVAL_CHUNK", 1000)
     chunked = _log_prob_chunked.__wrapped__(m, x[:n])
     assert chunked.shape == (n,)
     np.testing.assert_allclose(chunked, full, rtol=1e-6, atol=1e-6)
