@@ -47,3 +47,9 @@ def __getattr__(name):
 
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'nfcore' has no attribute {name!r}")
+
+# chapter 10: continuous-time flows
+from . import ode  # noqa: E402
+from .continuous import ContinuousFlow, LinearField, VelocityField, fit_flow_matching, flow_matching_loss  # noqa: E402
+
+__all__ += ["ode", "ContinuousFlow", "LinearField", "VelocityField", "fit_flow_matching", "flow_matching_loss"]
