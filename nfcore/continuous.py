@@ -65,8 +65,9 @@ class LinearField:
 class ContinuousFlow(Bijection):
     """``x = f(z)``: ``dx/dt = field(x, t)`` from ``t = 0`` to ``1`` by ``steps`` RK4 steps.
 
-    Forward: ``log|det J_f(z)| = int_0^1 tr(dv/dx) dt``, integrated alongside ``x`` (exact trace
-    by ``jax.jacfwd``: D forward-mode passes). Inverse: the same ODE from ``t = 1`` back to ``0``,
+    ``field``: a pytree callable ``field(x, t) -> (D,)`` with a ``dim`` (``VelocityField``,
+    ``LinearField``). Forward: ``log|det J_f(z)| = int_0^1 tr(dv/dx) dt``, integrated alongside
+    ``x`` (exact trace: D forward-mode passes, ``jax.jvp``). Inverse: the same ODE from ``t = 1`` back to ``0``,
     log-det ``-int_0^1 tr(dv/dx) dt``. With ``key``, the trace is Hutchinson's estimate
     ``e^T (dv/dx) e`` with one Rademacher probe ``e`` held fixed along the path (unbiased, one
     pass). ``nfe = 4 * steps`` field evaluations per sample. The maps are those of the discrete
