@@ -106,3 +106,12 @@ def test_bad_arguments_raise():
                                                                    nf.ContinuousFlow(field)), jnp.ones((8, 2)), steps=1)
     with pytest.raises(ValueError, match="ContinuousFlow"):
         nf.fit_flow_matching(jax.random.PRNGKey(0), nf.Normal(2), jnp.ones((8, 2)), steps=1)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    q = nf.Transformed(nf.Normal(2), _mlp_flow(steps=4))
+    nf.save(tmp_path / "cnf.npz", q)
+    back = nf.load(tmp_path / "cnf.npz")
+    assert isinstance(back.bijection, nf.ContinuousFlow) and back.bijection.steps == 4
+    x = jnp.array([[0.3, -0.2], [1.5, 2.0]])
+    np.testing.assert_array_equal(back.log_prob(x), q.log_prob(x))
