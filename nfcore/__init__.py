@@ -57,3 +57,8 @@ from .flows import multiscale_flow  # noqa: E402
 __all__ += ["LogitTransform", "VariationalDequantizer", "bits_per_dim", "dequantization_bound", "dequantize",
             "importance_weighted_bound", "FactorOut", "Squeeze", "channel_mask", "checkerboard_mask",
             "multiscale_flow"]
+# chapter 10: continuous-time flows
+from . import ode  # noqa: E402
+from .continuous import ContinuousFlow, LinearField, VelocityField, fit_flow_matching, flow_matching_loss  # noqa: E402
+
+__all__ += ["ode", "ContinuousFlow", "LinearField", "VelocityField", "fit_flow_matching", "flow_matching_loss"]
