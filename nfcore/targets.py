@@ -21,7 +21,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 from .bijection import pytree, static
-from .distributions import Distribution
+from .distributions import Distribution, map_in_chunks
 from .validate import finite_float, positive_float
 
 __all__ = ["Banana", "TwoMoons", "EightGaussians", "Checkerboard", "TARGETS", "entropy_by_quadrature"]
@@ -186,7 +186,7 @@ def entropy_by_quadrature(target, xlim, ylim, n: int = 2000, chunk: int = 200_00
     xm, ym = (xs[1:] + xs[:-1]) / 2, (ys[1:] + ys[:-1]) / 2
     X, Y = np.meshgrid(xm, ym)
     pts = np.stack([X.ravel(), Y.ravel()], 1)
-    lp_fn = jax.jit(jax.vmap(target.log_prob_one))
+    lp_fn = jax.jit(lambda v: map_in_chunks(target.log_prob_one, v))  # bounded memory
     total = 0.0
     for i in range(0, len(pts), chunk):
         lp = np.asarray(lp_fn(jnp.asarray(pts[i:i + chunk])))
