@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test unit notebooks pairing book-check bench sync clean install
+.PHONY: book test unit notebooks pairing book-check bench sync clean install test-oldest
 
 install: $(STAMP)
 
@@ -26,6 +26,17 @@ test: $(STAMP)
 	$(BIN)/python -m pytest tests -q
 	$(BIN)/python -m pytest -q --nbval-lax --nbval-current-env --ignore=_build -p no:cacheprovider chapters/
 	$(MAKE) book
+
+## Unit tests under the declared lower bounds: a fresh .venv-oldest with exactly
+## requirements-oldest.txt, nfcore installed with --no-deps (tests/test_chapters.py needs the book's tools).
+OLDEST := .venv-oldest
+test-oldest:
+	rm -rf $(OLDEST)
+	$(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/python -m pip install -q -r requirements-oldest.txt
+	$(OLDEST)/bin/python -m pip install -q --no-deps .
+	$(OLDEST)/bin/python -m pip list --format=freeze | grep -iE '^(jax|jaxlib|optax|numpy|matplotlib|tqdm)=='
+	$(OLDEST)/bin/pytest tests -q -p no:cacheprovider --ignore=tests/test_chapters.py
 
 ## Regenerate every chapters/NN_name.ipynb from its MyST source (outputs stripped).
 sync: $(STAMP)
