@@ -38,7 +38,8 @@ def pytree(cls):
     fields = dataclasses.fields(cls)
     data = [f.name for f in fields if f.init and not f.metadata.get("static")]
     meta = [f.name for f in fields if f.init and f.metadata.get("static")]
-    return jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=meta)
+    jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=meta)
+    return cls  # (jax < 0.4.29 returned None from register_dataclass)
 
 
 def _checked(method):
