@@ -26,6 +26,8 @@ from . import nn, targets, transformers, validate
 from .flows import coupling_flow, glow, iaf, layered_flow, maf, mlp_flow, nice, nsf, realnvp
 from .training import FitResult, fit, kl_divergence, nll, train
 from .io import load, save
+from .conditional import ConditionalTransformed, Conditioned, conditional_flow, fit_conditional
+from . import calibration
 
 __version__ = "0.2.0"
 
@@ -37,6 +39,7 @@ __all__ = [
     "RationalQuadraticSpline", "MLP", "nn", "plot", "targets", "transformers", "validate", "testing",
     "coupling_flow", "realnvp", "nice", "nsf", "maf", "iaf", "glow", "mlp_flow", "layered_flow",
     "FitResult", "fit", "train", "nll", "kl_divergence", "save", "load",
+    "ConditionalTransformed", "Conditioned", "conditional_flow", "fit_conditional", "calibration",
 ]
 
 
