@@ -9,6 +9,7 @@ model builder lives in ``flows``):
 - ``transformers`` (additive, affine, and ``spline``'s rational-quadratic spline), ``nn`` (MLP)
 - ``distributions``, ``targets``; ``flows`` (factories); ``training`` (``train``, ``fit``, metrics)
 - ``io`` (``save``/``load``), ``testing`` (checks shared by the tests and the chapters), ``plot``
+- ``conditional`` (context-conditioned flows, ``fit_conditional``), ``calibration`` (SBC, HPD coverage)
 """
 from .bijection import Bijection, pytree, static
 from .chain import Chain, Invert, Stack, unrolled
