@@ -9,6 +9,7 @@ model builder lives in ``flows``):
 - ``transformers`` (additive, affine, and ``spline``'s rational-quadratic spline), ``nn`` (MLP)
 - ``distributions``, ``targets``; ``flows`` (factories); ``training`` (``train``, ``fit``, metrics)
 - ``io`` (``save``/``load``), ``testing`` (checks shared by the tests and the chapters), ``plot``
+- ``conditional`` (context-conditioned flows, ``fit_conditional``), ``calibration`` (SBC, HPD coverage)
 """
 from .bijection import Bijection, pytree, static
 from .chain import Chain, Invert, Stack, unrolled
@@ -26,6 +27,8 @@ from . import nn, targets, transformers, validate
 from .flows import coupling_flow, glow, iaf, layered_flow, maf, mlp_flow, nice, nsf, realnvp
 from .training import FitResult, fit, kl_divergence, nll, train
 from .io import load, save
+from .conditional import ConditionalTransformed, Conditioned, conditional_flow, fit_conditional
+from . import calibration
 
 __version__ = "0.2.0"
 
@@ -37,6 +40,7 @@ __all__ = [
     "RationalQuadraticSpline", "MLP", "nn", "plot", "targets", "transformers", "validate", "testing",
     "coupling_flow", "realnvp", "nice", "nsf", "maf", "iaf", "glow", "mlp_flow", "layered_flow",
     "FitResult", "fit", "train", "nll", "kl_divergence", "save", "load",
+    "ConditionalTransformed", "Conditioned", "conditional_flow", "fit_conditional", "calibration",
 ]
 
 

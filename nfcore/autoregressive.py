@@ -43,6 +43,8 @@ class MaskedAutoregressive(Bijection):
     ``transformer``: static, any object with ``n_params``, ``forward(x, params)`` and
     ``inverse(y, params)`` acting elementwise on ``(k,)`` with ``params (k, n_params)``
     (``AffineTransformer``, ``Additive``, splines). Fresh from :meth:`init` the layer is the identity.
+    Conditional (a MADE with ``context_dim > 0``): ``*_and_log_det(x, c)``, the MADE reads ``c``
+    with every pass (Papamakarios et al. 2017, conditional MAF).
 
     References: Papamakarios, Pavlakou & Murray (2017), MAF; Kingma et al. (2016), IAF.
     """
@@ -58,59 +60,64 @@ class MaskedAutoregressive(Bijection):
 
     @classmethod
     def init(cls, key, dim: int, *, hidden=(64, 64), transformer=AffineTransformer(), order="natural",
-             parallel: str = "inverse", activation: str = "silu") -> "MaskedAutoregressive":
-        """Identity at init (the MADE's last layer is zero). ``order``: see :meth:`MADE.init`."""
+             parallel: str = "inverse", activation: str = "silu", context_dim: int = 0) -> "MaskedAutoregressive":
+        """Identity at init (the MADE's last layer is zero). ``order``, ``context_dim``: see :meth:`MADE.init`."""
         check_transformer(transformer)
         if parallel not in DIRECTIONS:
             raise ValueError(f"parallel must be 'inverse' (MAF) or 'forward' (IAF), got {parallel!r}.")
-        made = MADE.init(key, dim, hidden=hidden, n_params=transformer.n_params, order=order, activation=activation)
+        made = MADE.init(key, dim, hidden=hidden, n_params=transformer.n_params, order=order, activation=activation,
+                         context_dim=context_dim)
         return cls(made, transformer, parallel)
 
     @property
     def dim(self) -> int:
         return self.made.dim
 
-    def _params(self, u):
-        p = self.made(u)
+    @property
+    def context_dim(self) -> int:
+        return self.made.context_dim
+
+    def _params(self, u, context=None):
+        p = self.made(u, context)
         if p.shape[-1] != self.transformer.n_params:
             raise ValueError(f"the MADE gives {p.shape[-1]} parameters per variable but the transformer "
                              f"needs {self.transformer.n_params}; build it with MADE.init(..., n_params="
                              f"{self.transformer.n_params}).")
         return p
 
-    def one_pass(self, u, fn):
+    def one_pass(self, u, fn, context=None):
         """``fn(u; MADE(u))``: the conditioner reads the input being transformed."""
-        y, ld = fn(u, self._params(u))
+        y, ld = fn(u, self._params(u, context))
         return y, jnp.sum(ld)
 
-    def sequential_pass(self, v, y):
+    def sequential_pass(self, v, y, context=None):
         """One pass ``y <- tau^{+-1}(v; MADE(y))`` of the sequential direction, with its log-det."""
         fn = self.transformer.forward if self.parallel == "inverse" else self.transformer.inverse
-        out, ld = fn(v, self._params(y))
+        out, ld = fn(v, self._params(y, context))
         return out, jnp.sum(ld)
 
     @jax.jit  # self is a pytree: eager calls, and their jvp / vmap, reuse one compiled loop
-    def d_passes(self, v):
+    def d_passes(self, v, context=None):
         """Solve ``y = tau^{+-1}(v; MADE(y))`` by ``D`` fixed-point passes (exact after ``D``, not approximate)."""
-        y, ld = self.sequential_pass(v, jnp.zeros_like(v))  # outside the loop: fixes the carry's dtype
+        y, ld = self.sequential_pass(v, jnp.zeros_like(v), context)  # outside the loop: fixes the carry's dtype
         if self.dim > 1:
             # rows of MADE(y) of rank <= k depend on ranks < k only, so the log-det of the last pass
             # (computed from MADE(y_{D-1}) = MADE(y_D)) is the exact one
-            _, _, y, ld = jax.lax.fori_loop(1, self.dim, _next_pass, (self, v, y, ld))
+            _, _, _, y, ld = jax.lax.fori_loop(1, self.dim, _next_pass, (self, v, context, y, ld))
         return y, ld
 
-    def forward_and_log_det(self, z):
+    def forward_and_log_det(self, z, context=None):
         if self.parallel == "forward":
-            return self.one_pass(z, self.transformer.forward)
-        return self.d_passes(z)
+            return self.one_pass(z, self.transformer.forward, context)
+        return self.d_passes(z, context)
 
-    def inverse_and_log_det(self, x):
+    def inverse_and_log_det(self, x, context=None):
         if self.parallel == "inverse":
-            return self.one_pass(x, self.transformer.inverse)
-        return self.d_passes(x)
+            return self.one_pass(x, self.transformer.inverse, context)
+        return self.d_passes(x, context)
 
 
 def _next_pass(_, carry):
     # module level, not a closure: JAX's trace cache then reuses the loop body across calls
-    layer, v, y, _ = carry
-    return (layer, v, *layer.sequential_pass(v, y))
+    layer, v, context, y, _ = carry
+    return (layer, v, context, *layer.sequential_pass(v, y, context))

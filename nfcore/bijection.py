@@ -74,6 +74,11 @@ class Bijection:
     def dim(self) -> int | None:
         return None
 
+    @property
+    def context_dim(self) -> int:
+        """Length of the context ``c`` a conditional layer takes as ``*_and_log_det(x, c)``; 0 = none."""
+        return 0
+
     def forward_and_log_det(self, z):  # pragma: no cover - abstract
         """Map one base-space sample ``(D,)`` to data space; return ``(x, log|det J_f(z)|)``."""
         raise NotImplementedError

@@ -1,7 +1,8 @@
 """Composition: ``Chain`` (list order = data-flow order), ``Invert`` and ``Stack`` (scanned layers).
 
 ``Chain([f_1, ..., f_n])`` is ``f_n o ... o f_1`` with summed log-dets; ``Stack`` is the same for
-``n`` layers of one structure under ``lax.scan`` (compile time flat in depth).
+``n`` layers of one structure under ``lax.scan`` (compile time flat in depth). A context ``c``
+passed as ``*_and_log_det(x, c)`` goes to every conditional layer inside (``context_dim > 0``).
 References: Rezende & Mohamed (2015) for composing flows; distrax/FlowJAX for the API shapes.
 """
 from __future__ import annotations
@@ -34,17 +35,21 @@ class Chain(Bijection):
                 raise ValueError(f"Chain entry {i} must be a bijection instance (e.g. nf.Exp()), got {b!r}.")
         object.__setattr__(self, "bijections", bijections)
 
-    def forward_and_log_det(self, x):
+    @property
+    def context_dim(self) -> int:
+        return max((b.context_dim for b in self.bijections), default=0)
+
+    def forward_and_log_det(self, x, context=None):
         total = jnp.zeros((), x.dtype)
         for b in self.bijections:
-            x, ld = b.forward_and_log_det(x)
+            x, ld = _call(b, "forward_and_log_det", x, context)
             total = total + ld
         return x, total
 
-    def inverse_and_log_det(self, y):
+    def inverse_and_log_det(self, y, context=None):
         total = jnp.zeros((), y.dtype)
         for b in reversed(self.bijections):
-            y, ld = b.inverse_and_log_det(y)
+            y, ld = _call(b, "inverse_and_log_det", y, context)
             total = total + ld
         return y, total
 
@@ -65,11 +70,15 @@ class Invert(Bijection):
 
     bijection: Bijection
 
-    def forward_and_log_det(self, x):
-        return self.bijection.inverse_and_log_det(x)
+    @property
+    def context_dim(self) -> int:
+        return self.bijection.context_dim
 
-    def inverse_and_log_det(self, y):
-        return self.bijection.forward_and_log_det(y)
+    def forward_and_log_det(self, x, context=None):
+        return _call(self.bijection, "inverse_and_log_det", x, context)
+
+    def inverse_and_log_det(self, y, context=None):
+        return _call(self.bijection, "forward_and_log_det", y, context)
 
 
 class Stack(Bijection):
@@ -102,10 +111,14 @@ class Stack(Bijection):
         """Layer ``i`` as an ordinary bijection."""
         return jax.tree_util.tree_map(lambda a: a[i], self.layers)
 
-    def _scan(self, x, method: str, reverse: bool):
+    @property
+    def context_dim(self) -> int:
+        return self.layers.context_dim
+
+    def _scan(self, x, method: str, reverse: bool, context=None):
         def step(carry, layer):
             x, total = carry
-            x, ld = getattr(layer, method)(x)
+            x, ld = _call(layer, method, x, context)
             return (x, total + ld), None
 
         # the scan carry keeps one dtype: that of the sample promoted with the parameters
@@ -114,11 +127,17 @@ class Stack(Bijection):
                                       unroll=self.unroll)
         return x, total
 
-    def forward_and_log_det(self, z):
-        return self._scan(z, "forward_and_log_det", reverse=False)
+    def forward_and_log_det(self, z, context=None):
+        return self._scan(z, "forward_and_log_det", reverse=False, context=context)
 
-    def inverse_and_log_det(self, x):
-        return self._scan(x, "inverse_and_log_det", reverse=True)
+    def inverse_and_log_det(self, x, context=None):
+        return self._scan(x, "inverse_and_log_det", reverse=True, context=context)
+
+
+def _call(b, method: str, x, context):
+    """``b.method(x, context)`` for a conditional layer (``context_dim > 0``), else ``b.method(x)``:
+    a composition hands the context to the layers that take one and skips the others."""
+    return getattr(b, method)(x, context) if b.context_dim else getattr(b, method)(x)
 
 
 def unrolled(model, unroll: int | bool = True):

@@ -14,7 +14,7 @@ import numpy as np
 from .bijection import Bijection, static
 from .nn import MLP
 from .transformers import AffineTransformer, check_transformer
-from .validate import int_tuple, positive_int
+from .validate import check_context, int_tuple, positive_int
 
 __all__ = ["Coupling", "alternating_masks"]
 
@@ -29,12 +29,15 @@ def alternating_masks(dim: int):
 
 
 class Coupling(Bijection):
-    """``y_a = x_a``, ``y_b = tau(x_b; conditioner(x_a))``.
+    """``y_a = x_a``, ``y_b = tau(x_b; conditioner(x_a))`` — or ``conditioner(x_a, c)`` with a context.
 
     Forward log-det ``sum log|tau'(x_b)|``; inverse ``x_b = tau^-1(y_b; conditioner(y_a))`` with
     minus that log-det. ``conditioner``: an :class:`~nfcore.nn.MLP` ``(n_a,) -> (n_b * n_params,)``;
     ``mask``: static tuple of bools (True = conditioning, unchanged); ``transformer``: static
     (``Additive()`` = NICE, ``AffineTransformer()`` = RealNVP, ``RationalQuadraticSpline()`` = NSF).
+    ``context_dim`` (static): ``C > 0`` makes the layer conditional, ``*_and_log_det(x, c)`` with
+    ``c (C,)`` appended to the conditioner's input; the Jacobian in ``x`` for fixed ``c`` keeps its
+    form (Winkler et al. 2019, conditional normalizing flows). ``0``: unconditional, as before.
 
     References: Dinh, Krueger & Bengio (2015), NICE; Dinh, Sohl-Dickstein & Bengio (2017), RealNVP.
     """
@@ -42,18 +45,20 @@ class Coupling(Bijection):
     conditioner: MLP
     mask: tuple = static()
     transformer: object = static(default=AffineTransformer())
+    context_dim: int = static(default=0)
 
     @classmethod
     def init(cls, key, mask, *, hidden=(64, 64), transformer=AffineTransformer(),
-             activation: str = "silu") -> "Coupling":
+             activation: str = "silu", context_dim: int = 0) -> "Coupling":
         """Identity at init (the conditioner's last layer is zero)."""
+        context_dim = positive_int(context_dim, "context_dim", minimum=0)
         check_transformer(transformer)
         mask = tuple(bool(m) for m in mask)
         n_a = sum(mask)
         if n_a == 0 or n_a == len(mask):
             raise ValueError(f"mask must have both True (conditioning) and False (transformed) entries, got {mask}.")
-        sizes = (n_a, *int_tuple(hidden, "hidden"), (len(mask) - n_a) * transformer.n_params)
-        return cls(MLP.init(key, sizes, activation=activation), mask, transformer)
+        sizes = (n_a + context_dim, *int_tuple(hidden, "hidden"), (len(mask) - n_a) * transformer.n_params)
+        return cls(MLP.init(key, sizes, activation=activation), mask, transformer, context_dim)
 
     @property
     def dim(self) -> int:
@@ -64,20 +69,22 @@ class Coupling(Bijection):
         m = np.asarray(self.mask)
         return np.flatnonzero(m), np.flatnonzero(~m)
 
-    def transformer_params(self, x):
-        """The transformer's parameters ``(n_b, n_params)`` computed from ``x_a`` (one sample)."""
+    def transformer_params(self, x, context=None):
+        """The transformer's parameters ``(n_b, n_params)`` computed from ``x_a`` (and the context)."""
+        check_context(context, self.context_dim, "Coupling")
         ia, ib = self.parts()
-        return self.conditioner(x[ia]).reshape(len(ib), self.transformer.n_params)
+        inputs = x[ia] if context is None else jnp.concatenate([x[ia], context.astype(x.dtype)])
+        return self.conditioner(inputs).reshape(len(ib), self.transformer.n_params)
 
-    def _apply(self, x, inverse: bool):
+    def _apply(self, x, inverse: bool, context):
         _, ib = self.parts()
         fn = self.transformer.inverse if inverse else self.transformer.forward
-        yb, ld = fn(x[ib], self.transformer_params(x))
+        yb, ld = fn(x[ib], self.transformer_params(x, context))
         x = x.astype(jnp.result_type(x, yb))  # float32 data with float64 parameters -> float64 out
         return x.at[ib].set(yb), jnp.sum(ld)
 
-    def forward_and_log_det(self, z):
-        return self._apply(z, inverse=False)
+    def forward_and_log_det(self, z, context=None):
+        return self._apply(z, False, context)
 
-    def inverse_and_log_det(self, x):
-        return self._apply(x, inverse=True)
+    def inverse_and_log_det(self, x, context=None):
+        return self._apply(x, True, context)

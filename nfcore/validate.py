@@ -12,7 +12,7 @@ import jax
 import numpy as np
 
 __all__ = ["positive_int", "positive_float", "finite_float", "unit_interval", "int_tuple", "finite_array",
-           "check_sample", "check_batch"]
+           "check_sample", "check_batch", "check_context"]
 
 
 def _is_int(v) -> bool:
@@ -97,3 +97,17 @@ def check_batch(x, dim: int, who: str = "log_prob"):
             n_bad = int(nan.any(axis=-1).sum()) if x.ndim == 2 else 1
             raise ValueError(f"{who} got NaN values in {n_bad} sample(s); remove or impute them first.")
     return x
+
+
+def check_context(context, context_dim: int, who: str) -> None:
+    """Raise ``ValueError`` unless ``context`` fits a layer with ``context_dim`` context inputs:
+    ``None`` when ``context_dim == 0`` (unconditional), else one context of shape ``(context_dim,)``."""
+    if context_dim == 0:
+        if context is not None:
+            raise ValueError(f"{who} is unconditional (context_dim=0) but got a context; build it with "
+                             "context_dim=C to condition on a context of shape (C,), or pass no context.")
+        return
+    shape = getattr(context, "shape", None)
+    if shape != (context_dim,):
+        raise ValueError(f"{who} needs one context of shape ({context_dim},) with each sample, got "
+                         f"{'no context' if context is None else f'shape {shape}'}; batch pairs with jax.vmap.")

@@ -87,6 +87,12 @@ def _autoregressive(transformer, parallel, order):
     return make
 
 
+def _conditioned(key, make):
+    """``nf.Conditioned(layer, c)``: a conditional layer with random float64 parameters and a fixed context."""
+    layer = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), make(key))
+    return nf.Conditioned(randomise(layer, jax.random.fold_in(key, 7)), _rand(jax.random.fold_in(key, 8), (2,), 1.0))
+
+
 ENTRIES = [
     Entry("Shift", lambda k: nf.Shift(_rand(k, (D,)))),
     Entry("Scale", lambda k: nf.Scale(jnp.array([2.0, -0.5, 1.3]) + _rand(k, (D,), 0.1))),
@@ -135,6 +141,18 @@ ENTRIES = [
     Entry("ContinuousFlow", lambda k: nf.ContinuousFlow(randomise(nf.VelocityField.init(
         k, D, hidden=(8, 8), activation="tanh"), jax.random.fold_in(k, 7), 0.5), steps=16),
         rtol32=1e-4, tol64=1e-5),
+    # conditional layers (chapter 11): the Jacobian in x for a fixed context c, via nf.Conditioned
+    Entry("Coupling-affine-context", lambda k: _conditioned(k, lambda kk: nf.Coupling.init(
+        kk, (True, False, True), hidden=(8, 8), context_dim=2)), rtol32=2e-4),
+    Entry("MAF-affine-context", lambda k: _conditioned(k, lambda kk: MaskedAutoregressive.init(
+        kk, D, hidden=(8, 8), order=(2, 0, 1), context_dim=2)), rtol32=2e-4),
+    Entry("IAF-affine-context", lambda k: _conditioned(k, lambda kk: MaskedAutoregressive.init(
+        kk, D, hidden=(8, 8), order=(1, 2, 0), parallel="forward", context_dim=2)), rtol32=5e-4),
+    Entry("Invert-MAF-context", lambda k: _conditioned(k, lambda kk: nf.Invert(MaskedAutoregressive.init(
+        kk, D, hidden=(8, 8), order=(0, 2, 1), context_dim=2))), rtol32=5e-4),
+    # Stack of (Chain of two couplings) + a trailing coupling + an unconditional Affine: the context threads
+    Entry("conditional_flow", lambda k: _conditioned(k, lambda kk: nf.conditional_flow(
+        kk, D, 2, layers=3, hidden=(8, 8), shift=jnp.zeros(D), scale=jnp.ones(D)).bijection), rtol32=2e-3),
 ]
 
 
