@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from .spline import RationalQuadraticSpline
 from .validate import positive_float
 
-__all__ = ["Additive", "AffineTransformer", "RationalQuadraticSpline", "Inverted", "check_transformer"]
+__all__ = ["Additive", "AffineTransformer", "RationalQuadraticSpline", "check_transformer"]
 
 
 def check_transformer(transformer) -> None:
@@ -70,25 +70,3 @@ class AffineTransformer:
     def inverse(self, y, params):
         s, t = self.scale_and_shift(params)
         return (y - t) * jnp.exp(-s), -s
-
-
-@dataclasses.dataclass(frozen=True)
-class Inverted:
-    """``tau^-1`` as a transformer: ``forward = base.inverse``, ``inverse = base.forward``.
-
-    ``MaskedAutoregressive(made, Inverted(tau), parallel="forward")`` (an IAF) equals
-    ``Invert(MaskedAutoregressive(made, tau))`` (an inverted MAF): the two are twins
-    (Papamakarios, Pavlakou & Murray 2017, section 3.2).
-    """
-
-    base: object
-
-    @property
-    def n_params(self) -> int:
-        return self.base.n_params
-
-    def forward(self, x, params):
-        return self.base.inverse(x, params)
-
-    def inverse(self, y, params):
-        return self.base.forward(y, params)
