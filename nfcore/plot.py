@@ -5,7 +5,7 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["use_style", "QUADRANT_COLORS", "quadrant_colors", "scatter", "density_image"]
+__all__ = ["use_style", "QUADRANT_COLORS", "quadrant_colors", "scatter", "density_image", "table"]
 
 QUADRANT_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
 
@@ -56,3 +56,17 @@ def density_image(ax, log_prob, xlim, ylim, n=200, title=None, **kw):
     if title:
         ax.set_title(title)
     return ax
+
+
+def table(head, rows):
+    """An HTML table (``IPython.display.HTML``) with header ``head`` and ``rows`` (lists of cells).
+
+    Cells are shown with ``str``; Jupyter and the built book render it as a table.
+    """
+    from html import escape
+
+    from IPython.display import HTML
+
+    cells = lambda row, tag: "".join(f"<{tag}>{escape(str(v))}</{tag}>" for v in row)
+    body = "".join(f"<tr>{cells(row, 'td')}</tr>" for row in rows)
+    return HTML(f"<table><thead><tr>{cells(head, 'th')}</tr></thead><tbody>{body}</tbody></table>")
