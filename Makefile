@@ -27,8 +27,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q --nbval-lax --nbval-current-env --ignore=_build -p no:cacheprovider chapters/
 	$(MAKE) book
 
-## Regenerate every chapters/NN_name.ipynb from its MyST source (outputs stripped).
+## Rewrite every chapter's install line from _config.yml (repository url + branch), then
+## regenerate every chapters/NN_name.ipynb from its MyST source (outputs stripped).
 sync: $(STAMP)
+	$(BIN)/python tools/sync_bootstrap.py
 	for f in chapters/[0-9][0-9]_*.md; do $(BIN)/jupytext --to ipynb --update -q -o "$${f%.md}.ipynb" "$$f" >/dev/null; done
 
 ## Benchmarks (not tests): writes bench/RESULTS.md
