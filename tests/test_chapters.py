@@ -113,3 +113,17 @@ def test_chapter_code_uses_public_names_only(md):
         if cell["cell_type"] == "code" and (names := private_names(cell["source"])):
             bad[f"code cell {i}"] = names
     assert not bad, f"{md.name} uses private names (use the public API instead): {bad}"
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+def test_code_lines_fit_the_rendered_column(md):
+    """Shown code cells (all but `remove-cell`) keep lines <= 80 characters, so the built page
+    does not scroll sideways; headings carry no hand-typed numbers (the book numbers them)."""
+    nb = jupytext.read(md)
+    long = [f"cell {i}: {len(line)} chars: {line[:40]}..."
+            for i, cell in enumerate(nb["cells"]) if cell["cell_type"] == "code"
+            and "remove-cell" not in cell["metadata"].get("tags", [])
+            for line in cell["source"].splitlines() if len(line) > 80]
+    assert not long, f"{md.name}: code lines over 80 characters: {long}"
+    numbered = [line for line in md.read_text().splitlines() if re.match(r"#{1,6} +\d+[.)] ", line)]
+    assert not numbered, f"{md.name}: headings with hand-typed numbers: {numbered}"
