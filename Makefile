@@ -40,8 +40,10 @@ test-oldest:
 	# (the default since 0.5); the tests' tolerances are set on today's draws.
 	JAX_THREEFRY_PARTITIONABLE=1 $(OLDEST)/bin/pytest tests -q -p no:cacheprovider --ignore=tests/test_chapters.py
 
-## Regenerate every chapters/NN_name.ipynb from its MyST source (outputs stripped).
+## Rewrite every chapter's install line from _config.yml (repository url + branch), then
+## regenerate every chapters/NN_name.ipynb from its MyST source (outputs stripped).
 sync: $(STAMP)
+	$(BIN)/python tools/sync_bootstrap.py
 	for f in chapters/[0-9][0-9]_*.md; do $(BIN)/jupytext --to ipynb --update -q -o "$${f%.md}.ipynb" "$$f" >/dev/null; done
 
 ## Benchmarks (not tests): writes bench/RESULTS.md

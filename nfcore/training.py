@@ -62,7 +62,9 @@ class TrainState(NamedTuple):
 
 
 def _all_finite(tree):
-    return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(a)) for a in jax.tree_util.tree_leaves(tree)]))
+    # One norm over all leaves (an inf or NaN anywhere makes it non-finite). A per-leaf isfinite
+    # check compiled ~3x slower for chains of many small layers (chapter 4's MLP flow).
+    return jnp.isfinite(optax.tree.norm(tree))
 
 
 def train_step(loss, batches, optimizer, ema=None, shard=None):
