@@ -43,6 +43,15 @@ __all__ = [
     "ConditionalTransformed", "Conditioned", "conditional_flow", "fit_conditional", "calibration",
 ]
 
+# chapter 8: variational inference (planar/radial layers, reverse-KL training and its diagnostics, U1-U4)
+from . import energies  # noqa: E402
+from .planar import Planar, Radial  # noqa: E402
+from .variational import (ess, fit_reverse_kl, importance_weights, reverse_kl, reverse_kl_loss,  # noqa: E402
+                          snis_expectation)
+
+__all__ += ["energies", "Planar", "Radial", "fit_reverse_kl", "reverse_kl_loss", "reverse_kl",
+            "importance_weights", "ess", "snis_expectation"]
+
 
 def __getattr__(name):
     # nfcore.plot imports matplotlib (~0.3 s, ~35 MB) and nfcore.testing is for checks: loaded on first use

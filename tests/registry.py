@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import nfcore as nf
-from nfcore import ActNorm, MaskedAutoregressive, RationalQuadraticSpline
+from nfcore import ActNorm, MaskedAutoregressive, Planar, Radial, RationalQuadraticSpline
 from nfcore.testing import randomise
 
 D = 3
@@ -153,6 +153,13 @@ ENTRIES = [
     # Stack of (Chain of two couplings) + a trailing coupling + an unconditional Affine: the context threads
     Entry("conditional_flow", lambda k: _conditioned(k, lambda kk: nf.conditional_flow(
         kk, D, 2, layers=3, hidden=(8, 8), shift=jnp.zeros(D), scale=jnp.ones(D)).bijection), rtol32=2e-3),
+    # planar: w^T u < 0 pushed towards the constraint (w^T u_hat near -1, a nearly flat direction);
+    # the inverse is a safeguarded Newton root along w; where 1 + m tanh'(a) is small the inverse is
+    # ill-conditioned (float32 error ~ eps |x| / (1 + m tanh'(a)) ~ 1e-5)
+    Entry("Planar", lambda k: Planar(_rand(k, (D,), 1.0) - 1.0, _rand(jax.random.fold_in(k, 1), (D,), 1.0) + 0.5,
+                                     _rand(jax.random.fold_in(k, 2), ())), rtol32=1e-4),
+    Entry("Radial", lambda k: Radial(_rand(k, (D,), 1.0), _rand(jax.random.fold_in(k, 1), ()),
+                                     _rand(jax.random.fold_in(k, 2), ()) - 1.0)),
 ]
 
 
