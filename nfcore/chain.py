@@ -100,8 +100,10 @@ class Stack(Bijection):
 
     def __post_init__(self):
         u = self.unroll
-        if not (u is True or (isinstance(u, int) and not isinstance(u, bool) and u >= 1)):
+        if not (u is True or u == "all" or (isinstance(u, int) and not isinstance(u, bool) and u >= 1)):
             raise ValueError(f"unroll must be True (unroll every layer) or a positive integer, got {u!r}.")
+        if u is True:  # stored as "all": True == 1 would make JAX reuse the scanned program (same treedef)
+            object.__setattr__(self, "unroll", "all")
 
     @property
     def n_layers(self) -> int:
@@ -124,7 +126,7 @@ class Stack(Bijection):
         # the scan carry keeps one dtype: that of the sample promoted with the parameters
         x = x.astype(jnp.result_type(x, *jax.tree_util.tree_leaves(self.layers)))
         (x, total), _ = jax.lax.scan(step, (x, jnp.zeros((), x.dtype)), self.layers, reverse=reverse,
-                                      unroll=self.unroll)
+                                      unroll=True if self.unroll == "all" else self.unroll)
         return x, total
 
     def forward_and_log_det(self, z, context=None):
