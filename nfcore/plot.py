@@ -70,3 +70,13 @@ def table(head, rows):
     cells = lambda row, tag: "".join(f"<{tag}>{escape(str(v))}</{tag}>" for v in row)
     body = "".join(f"<tr>{cells(row, 'td')}</tr>" for row in rows)
     return HTML(f"<table><thead><tr>{cells(head, 'th')}</tr></thead><tbody>{body}</tbody></table>")
+
+
+try:  # the book's glue (myst-nb); absent e.g. in Colab, where `from nfcore.plot import glue` fails
+    from myst_nb import glue as _myst_glue
+
+    def glue(name, value, display=True):
+        """myst-nb's ``glue``, with 0-d arrays (numpy, JAX) passed as Python numbers it can format."""
+        _myst_glue(name, value.item() if getattr(value, "ndim", None) == 0 else value, display)
+except ImportError:
+    pass
