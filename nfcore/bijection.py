@@ -38,8 +38,23 @@ def pytree(cls):
     fields = dataclasses.fields(cls)
     data = [f.name for f in fields if f.init and not f.metadata.get("static")]
     meta = [f.name for f in fields if f.init and f.metadata.get("static")]
-    jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=meta)
-    return cls  # (jax < 0.4.29 returned None from register_dataclass)
+    # Not `register_dataclass`: its treedefs compare equal across classes with the same field
+    # layout (jax 0.10: Tanh's == Logit's), so on a hash collision a jit cache could run one
+    # class's compiled program for the other. A custom node's treedef includes the class.
+    keys = tuple(jax.tree_util.GetAttrKey(name) for name in data)
+
+    def flatten(obj):
+        return tuple(getattr(obj, n) for n in data), tuple(getattr(obj, n) for n in meta)
+
+    def flatten_with_keys(obj):
+        children, aux = flatten(obj)
+        return tuple(zip(keys, children)), aux
+
+    def unflatten(aux, children):
+        return cls(**dict(zip(data, children)), **dict(zip(meta, aux)))
+
+    jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
+    return cls
 
 
 def _checked(method):

@@ -23,6 +23,19 @@ def test_every_bijection_is_registered():
     assert not missing, f"add these bijections to tests/registry.py ENTRIES: {missing}"
 
 
+def test_treedefs_of_different_bijections_differ():
+    """A jit cache keys on the treedef: two classes with the same fields (Tanh and Logit have none)
+    must not compare equal, or a hash collision runs one class's compiled program for the other
+    (it happened in CI under jax's register_dataclass)."""
+    layers = [e.make(KEY) for e in ENTRIES]
+    for a in layers:
+        for b in layers:
+            if type(a) is not type(b):
+                assert jax.tree.structure(a) != jax.tree.structure(b), (type(a).__name__, type(b).__name__)
+    leaves, treedef = jax.tree.flatten(nf.Tanh())
+    assert type(jax.tree.unflatten(treedef, leaves)) is nf.Tanh
+
+
 def test_parameters_are_not_identity(entry):
     b = entry.make(KEY)
     x = entry.sample_x(jax.random.PRNGKey(1), 4, bound=3.0)
