@@ -1,12 +1,11 @@
 """Every bijection in nfcore, against the autodiff Jacobian and its own inverse."""
-import gc
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import nfcore as nf
+from conftest import free_compiled_programs
 from nfcore.testing import check_bijection
 from registry import D, ENTRIES, all_bijection_classes, to32
 
@@ -25,8 +24,7 @@ def _free_compiled_programs_every_25_tests():
     yield
     _TESTS_RUN[0] += 1
     if _TESTS_RUN[0] % 25 == 0:
-        jax.clear_caches()
-        gc.collect()  # the executables sit in reference cycles: free them now, not at some later gc
+        free_compiled_programs()
 
 
 @pytest.fixture(params=ENTRIES, ids=IDS)
