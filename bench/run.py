@@ -320,7 +320,7 @@ def write_results(path, runs, machine):
         "Raw runs (JSON):", "", "```", json.dumps({c: runs[c] for c in cols} | {"machine": machine},
                                                    indent=1), "```", "",
     ]
-    kept = ""  # reference sections written by hand (e.g. chapter 9's bits/dim) survive a rerun
+    kept = ""  # reference sections written by hand (e.g. chapter 10's bits/dim) survive a rerun
     if os.path.exists(path) and KEEP in open(path).read():
         old = open(path).read()
         kept = "\n" + old[old.index(KEEP):]

@@ -43,7 +43,7 @@ __all__ = [
     "ConditionalTransformed", "Conditioned", "conditional_flow", "fit_conditional", "calibration",
 ]
 
-# chapter 8: variational inference (planar/radial layers, reverse-KL training and its diagnostics, U1-U4)
+# chapters 8-9: variational inference (planar/radial layers, reverse-KL training and its diagnostics, U1-U4; the lake)
 from . import energies  # noqa: E402
 from .planar import Planar, Radial  # noqa: E402
 from .variational import (ess, fit_reverse_kl, importance_weights, reverse_kl, reverse_kl_loss,  # noqa: E402
@@ -61,7 +61,7 @@ def __getattr__(name):
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'nfcore' has no attribute {name!r}")
 
-# chapter 9: images (dequantisation, bits per dimension, multi-scale flows)
+# chapter 10: images (dequantisation, bits per dimension, multi-scale flows)
 from .dequantization import (LogitTransform, VariationalDequantizer, bits_per_dim, dequantization_bound,  # noqa: E402
                              dequantize, importance_weighted_bound)
 from .multiscale import FactorOut, Squeeze, channel_mask, checkerboard_mask  # noqa: E402
@@ -70,7 +70,7 @@ from .flows import multiscale_flow  # noqa: E402
 __all__ += ["LogitTransform", "VariationalDequantizer", "bits_per_dim", "dequantization_bound", "dequantize",
             "importance_weighted_bound", "FactorOut", "Squeeze", "channel_mask", "checkerboard_mask",
             "multiscale_flow"]
-# chapter 10: continuous-time flows
+# chapter 11: continuous-time flows
 from . import ode  # noqa: E402
 from .continuous import ContinuousFlow, LinearField, VelocityField, fit_flow_matching, flow_matching_loss  # noqa: E402
 

@@ -148,7 +148,7 @@ def unrolled(model, unroll: int | bool = True):
     The compile strategy, chosen in one place. Default scanned stacks (``unroll=1``) compile one
     layer whatever the depth; unrolled ones let XLA fuse across layers — longer compilation
     (growing with depth), and on a CPU faster steps for some models and not others (measured in
-    ``bench/RESULTS.md``; chapter 12). Chains (e.g. random-order ``maf``, ``glow``) are already
+    ``bench/RESULTS.md``; chapter 13). Chains (e.g. random-order ``maf``, ``glow``) are already
     unrolled; the parameters are unchanged, only static metadata.
     """
     return jax.tree_util.tree_map(

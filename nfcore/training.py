@@ -174,7 +174,7 @@ def train(key, model, loss: Callable, batches: Callable, *, steps: int, learning
 
     ``optimizer``: any optax transformation, or ``None`` for :func:`default_optimizer` with
     ``learning_rate`` (default 1e-3; giving both is an error). ``chunk``: steps per compiled call
-    (default ``min(steps, 500)``). ``evaluate(model) -> float``: a held-out value (lower is better)
+    (default: ``steps`` in equal chunks of at most 500; each distinct chunk length compiles once). ``evaluate(model) -> float``: a held-out value (lower is better)
     after each chunk; with ``patience`` (chunks without improvement) training stops early and the
     best model is returned. ``ema``: a decay in (0, 1); the returned and evaluated model is the
     debiased average ``avg / (1 - ema^t)`` of the iterates (the initial model gets no weight).
@@ -183,7 +183,8 @@ def train(key, model, loss: Callable, batches: Callable, *, steps: int, learning
     ``compiler_options``: XLA options for the training loop (advanced).
     """
     steps = positive_int(steps, "steps")
-    chunk = min(steps, 500) if chunk is None else positive_int(chunk, "chunk")
+    # default: equal chunks of at most 500 steps, so that one program is compiled (800 -> 2 x 400)
+    chunk = math.ceil(steps / math.ceil(steps / 500)) if chunk is None else positive_int(chunk, "chunk")
     if optimizer is not None and learning_rate is not None:
         raise ValueError("give either learning_rate (for the default adamw) or an optimizer (which has its own "
                          "learning rate), not both.")

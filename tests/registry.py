@@ -126,13 +126,13 @@ ENTRIES = [
     # IAF's inverse is the ill-conditioned direction here: |J^-1| eps |y| ~ 1e-4 at the worst of 1e5 points
     Entry("IAF-affine", _autoregressive(nf.transformers.AffineTransformer(3.0), "forward", (1, 2, 0)), rtol32=5e-4),
     Entry("MAF-additive", _autoregressive(nf.transformers.Additive(), "inverse", (0, 2, 1)), rtol32=2e-4),
-    # chapter 9 (images): the logit pre-processing (forward = sigmoid direction, range around [0, 1]),
+    # chapter 10 (images): the logit pre-processing (forward = sigmoid direction, range around [0, 1]),
     # squeeze on a 2 x 4 x 2 image (its own dim, 16), factor-out of (2, 0) with a coupling inside
     Entry("LogitTransform", lambda k: nf.LogitTransform(0.05), x_bound=6.0, y_extremes=(-0.05, 1.05), rtol32=3e-4),
     Entry("Squeeze", lambda k: nf.Squeeze(2, 4, 2), dim=16),
     Entry("FactorOut", lambda k: nf.FactorOut(randomise(nf.Coupling.init(k, (True, False), hidden=(8,)),
                                                         jax.random.fold_in(k, 7)), (2, 0), 3), rtol32=2e-4),
-    # A continuous flow (chapter 10). Its log-det is the RK4-integrated divergence, while the
+    # A continuous flow (chapter 11). Its log-det is the RK4-integrated divergence, while the
     # autodiff reference is the Jacobian of the solver's own discrete map, and its inverse is a
     # second RK4 solve backwards: both agree with the exact flow, hence with each other, only to
     # the solver's O(h^4) error (measured ~1e-6 at 16 steps for this field, ~3e-9 at 64), not to
@@ -141,7 +141,7 @@ ENTRIES = [
     Entry("ContinuousFlow", lambda k: nf.ContinuousFlow(randomise(nf.VelocityField.init(
         k, D, hidden=(8, 8), activation="tanh"), jax.random.fold_in(k, 7), 0.5), steps=16),
         rtol32=1e-4, tol64=1e-5),
-    # conditional layers (chapter 11): the Jacobian in x for a fixed context c, via nf.Conditioned
+    # conditional layers (chapter 12): the Jacobian in x for a fixed context c, via nf.Conditioned
     Entry("Coupling-affine-context", lambda k: _conditioned(k, lambda kk: nf.Coupling.init(
         kk, (True, False, True), hidden=(8, 8), context_dim=2)), rtol32=2e-4),
     Entry("MAF-affine-context", lambda k: _conditioned(k, lambda kk: MaskedAutoregressive.init(

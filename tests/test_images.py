@@ -1,4 +1,4 @@
-"""Chapter 9's pieces: bits per dimension (known answers), dequantisation bounds, the logit,
+"""Chapter 10's pieces: bits per dimension (known answers), dequantisation bounds, the logit,
 the variational dequantiser's density, squeeze / masks / factor-out and the multi-scale flow."""
 import math
 

@@ -31,6 +31,15 @@ def test_realnvp_is_identity_at_init(banana):
     assert abs(float(ld)) < 1e-7
 
 
+def test_default_chunks_are_equal_so_training_compiles_once(banana, monkeypatch):
+    """800 steps run as 2 x 400 (not 500 + 300, which compiled a second program for the rest)."""
+    model, compiles = _small(banana[1]), []
+    original = jax.stages.Lowered.compile
+    monkeypatch.setattr(jax.stages.Lowered, "compile", lambda self, *a, **k: compiles.append(1) or original(self, *a, **k))
+    r = nf.fit(jax.random.PRNGKey(2), model, banana[1], steps=800, batch_size=64, progress=False)
+    assert r.steps == 800 and r.chunk_seconds.shape == (2,) and len(compiles) == 1
+
+
 def test_fit_learns_the_banana_from_a_sampler(banana):
     t, x = banana
     r = nf.fit(jax.random.PRNGKey(2), _small(x), t.sample, steps=1500, chunk=500, progress=False)
