@@ -174,8 +174,8 @@ def train(key, model, loss: Callable, batches: Callable, *, steps: int, learning
 
     ``optimizer``: any optax transformation, or ``None`` for :func:`default_optimizer` with
     ``learning_rate`` (default 1e-3; giving both is an error). ``chunk``: steps per compiled call
-    (default: ``steps`` in equal chunks of at most 500; each distinct chunk length compiles once). ``evaluate(model) -> float``: a held-out value (lower is better)
-    after each chunk; with ``patience`` (chunks without improvement) training stops early and the
+    (default: ``steps`` in equal chunks of at most 500; each distinct chunk length compiles once).
+    ``evaluate(model) -> float``: a held-out value (lower is better) after each chunk; with ``patience`` (chunks without improvement) training stops early and the
     best model is returned. ``ema``: a decay in (0, 1); the returned and evaluated model is the
     debiased average ``avg / (1 - ema^t)`` of the iterates (the initial model gets no weight).
     ``devices``: train data-parallel over these devices (``batch_size`` must be given and divisible
