@@ -7,6 +7,8 @@ to check to ~1e-10.
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,12 +49,27 @@ def check_bijection(b, x, tol: float = 1e-10) -> dict:
     return worst
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _normal(key, n: int, dtype):
+    return jax.random.normal(key, (n,), dtype)
+
+
 def randomise(tree, key, scale: float = 0.3):
-    """``tree`` with ``scale * N(0, 1)`` added to every array leaf (non-identity test parameters)."""
+    """``tree`` with ``scale * N(0, 1)`` added to every array leaf (non-identity test parameters).
+
+    Leaf i gets ``jax.random.normal(keys[i], leaf.shape)``, drawn as the first ``leaf.size``
+    numbers of a draw whose length is a power of two (the same numbers with JAX's default
+    partitionable threefry): one compiled draw per power of two, not one per leaf shape.
+    """
     leaves, treedef = jax.tree_util.tree_flatten(tree)
     keys = jax.random.split(key, max(len(leaves), 1))
-    return jax.tree_util.tree_unflatten(
-        treedef, [a + scale * jax.random.normal(k, a.shape, a.dtype) for a, k in zip(leaves, keys)])
+    out = []
+    for a, k in zip(leaves, keys):
+        a = np.asarray(a)
+        n = a.size
+        z = np.asarray(_normal(k, 1 << max(n - 1, 0).bit_length(), a.dtype))
+        out.append(jnp.asarray(a + scale * z[:n].reshape(a.shape)))
+    return jax.tree_util.tree_unflatten(treedef, out)
 
 
 def n_params(tree) -> int:
